@@ -1,0 +1,79 @@
+#!/usr/bin/env python
+"""Stage 01: random-policy rollouts from a real environment, one .npz per episode, in parallel.
+
+Example: python 01_generate_data.py doom --total_episodes 2000 --workers 8 --logdir runs/doom
+Rerun the same command to continue an interrupted run; finished episodes are never redone.
+"""
+
+from __future__ import annotations
+
+import os
+
+from common.cli import (
+    ArgumentParser,
+    default_logdir,
+    ensure_writable_dir,
+    json_object,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    run_main,
+)
+from common.errors import UserError
+from common.workers import WorkerError
+from data.collect import DEFAULT_MAX_STEPS, CollectConfig, generate
+from data.policies import POLICIES
+from envs.registry import get_spec, known_env_names
+
+
+def build_parser() -> ArgumentParser:
+    p = ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("env", help=f"environment: {known_env_names()}")
+    p.add_argument("--total_episodes", type=positive_int, default=10000,
+                   help="episodes the folder should hold when done (the paper used 10,000)")
+    p.add_argument("--workers", type=positive_int, default=os.cpu_count() or 1,
+                   help="parallel worker processes, one single-threaded env each")
+    p.add_argument("--logdir", default=None, help="experiment folder (default: runs/<env>)")
+    p.add_argument("--store_folder", default=None,
+                   help="where episode files go (default: <logdir>/rollouts)")
+    p.add_argument("--policy", choices=sorted(POLICIES), default=None,
+                   help="random policy: sticky = uniform action held 1-10 steps (reference Doom), "
+                        "brownian = smoothly wandering actions, uniform = a new sample every step "
+                        "(default: the env's; sticky for doom, brownian for carracing)")
+    p.add_argument("--seed", type=non_negative_int, default=0,
+                   help="episode i uses seed + i, so results do not depend on --workers")
+    p.add_argument("--max_steps", type=positive_int, default=None,
+                   help="cap on steps per episode (default: the env's; 2100 doom, 1000 carracing)")
+    p.add_argument("--min_length", type=non_negative_int, default=0,
+                   help="drop episodes shorter than this many steps (the reference used 100 for doom)")
+    p.add_argument("--env_kwargs", type=json_object, default={},
+                   help='JSON options for the env constructor, e.g. \'{"resolution": "640x480"}\' '
+                        "for doom or Gymnasium make() kwargs for other envs")
+    p.add_argument("--episode_timeout", type=positive_float, default=600.0,
+                   help="seconds one episode may take before its worker is killed and replaced")
+    p.add_argument("--no_progress", action="store_true", help="no progress bar")
+    return p
+
+
+def main() -> None:
+    args = build_parser().parse_args()
+    spec = get_spec(args.env)
+    logdir = args.logdir or default_logdir(args.env)
+    out_dir = ensure_writable_dir(args.store_folder or os.path.join(logdir, "rollouts"),
+                                  "--store_folder" if args.store_folder else "--logdir")
+    config = CollectConfig(
+        env=args.env, out_dir=str(out_dir), policy=args.policy or spec.default_policy,
+        seed=args.seed, max_steps=args.max_steps or spec.max_episode_steps or DEFAULT_MAX_STEPS,
+        min_length=args.min_length, env_kwargs=args.env_kwargs,
+    )
+    spec.create(**args.env_kwargs).close()  # a bad env option fails here, not in every worker
+    try:
+        summary = generate(config, args.total_episodes, args.workers, args.episode_timeout,
+                           progress=not args.no_progress)
+    except WorkerError as e:
+        raise UserError(f"{e}; finished episodes in {out_dir} are kept, rerun to continue") from None
+    print(f"{out_dir}: {summary.line()}")
+
+
+if __name__ == "__main__":
+    run_main(main)

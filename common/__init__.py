@@ -1,0 +1,1 @@
+"""Small pieces every stage shares: CLI errors, atomic writes, worker processes."""

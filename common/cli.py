@@ -1,0 +1,99 @@
+"""CLI conventions shared by the stage scripts: flag validators, one-line errors, exit code 2."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NoReturn
+
+from common.errors import UserError
+
+EXIT_USAGE = 2
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with a one-line error (no usage dump) and defaults shown in --help."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def run_main(main: Callable[[], int | None]) -> NoReturn:
+    """Run a stage's main(); turn a UserError into one line on stderr and exit code 2."""
+    prog = Path(sys.argv[0]).name
+    try:
+        code = main()
+    except UserError as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        sys.exit(EXIT_USAGE)
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted; finished work is kept, rerun the same command to continue",
+              file=sys.stderr)
+        sys.exit(130)
+    sys.exit(code or 0)
+
+
+def positive_int(text: str) -> int:
+    value = _parse(int, text, "an integer")
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    value = _parse(int, text, "an integer")
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = _parse(float, text, "a number")
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def json_object(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({e.msg})") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("must be a JSON object, e.g. '{\"key\": 1}'")
+    return value
+
+
+def _parse(kind: type, text: str, what: str) -> Any:
+    try:
+        return kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+
+
+def default_logdir(env_name: str) -> Path:
+    """runs/<env>, with characters that are awkward in folder names replaced."""
+    return Path("runs") / re.sub(r"[^A-Za-z0-9_.-]+", "_", env_name)
+
+
+def ensure_writable_dir(path: str | os.PathLike, flag: str) -> Path:
+    """Create `path` if needed and prove we can write there; raise a UserError naming `flag` if not."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"{flag} {path}: cannot create folder ({e.strerror})") from None
+    if not path.is_dir():
+        raise UserError(f"{flag} {path}: exists and is not a folder")
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise UserError(f"{flag} {path}: folder is not writable")
+    return path

@@ -1,0 +1,235 @@
+"""A small process pool that never hangs: dead or stuck workers are detected, reported and replaced.
+
+Why not multiprocessing.Pool: a worker that segfaults (VizDoom, Box2D) makes Pool wait forever, and
+ProcessPoolExecutor cannot kill a task that hangs. Here the parent waits on every worker's pipe *and*
+process sentinel with a deadline, so each failure mode has an answer:
+
+- the task raises: the exception (with the worker's traceback) is raised in the parent as WorkerError;
+- the worker process dies: it is restarted and the task retried, up to `max_retries` times;
+- the task runs past `task_timeout`: the worker is killed, restarted and the task retried likewise.
+
+Task functions and their arguments must be picklable (module-level functions), as with any spawn pool.
+"""
+
+from __future__ import annotations
+
+import collections
+import multiprocessing
+import multiprocessing.connection
+import os
+import signal
+import time
+import traceback
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
+from typing import Any
+
+_CTX = multiprocessing.get_context("spawn")
+
+
+class WorkerError(RuntimeError):
+    """A task failed for good; `key` names it and the message says how."""
+
+    def __init__(self, key: Hashable, message: str) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+@dataclass
+class _Task:
+    key: Hashable
+    fn: Callable[..., Any]
+    args: tuple
+    attempts: int = 0
+
+
+@dataclass
+class _Worker:
+    process: Any
+    conn: Any
+    task: _Task | None = None
+    started: float = field(default_factory=time.monotonic)
+
+
+def _single_threaded_env() -> None:
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = "1"
+
+
+def _worker_main(conn: Any, initializer: Callable[..., None] | None, initargs: tuple) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    _single_threaded_env()
+    if initializer is not None:
+        initializer(*initargs)
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):  # parent is gone
+            return
+        if message is None:
+            return
+        fn, args = message
+        try:
+            reply = (True, fn(*args))
+        except BaseException as e:  # report everything; the parent decides
+            reply = (False, f"{type(e).__name__}: {e}\n{traceback.format_exc()}")
+        try:
+            conn.send(reply)
+        except (BrokenPipeError, OSError):
+            return
+
+
+class WorkerPool:
+    """Run tasks on `num_workers` spawn processes; collect results with `next_result()`.
+
+    `log` receives one-line reports of deaths, timeouts and restarts (default: print to stderr).
+    """
+
+    def __init__(
+        self,
+        num_workers: int,
+        initializer: Callable[..., None] | None = None,
+        initargs: tuple = (),
+        task_timeout: float | None = None,
+        max_retries: int = 1,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
+        if num_workers < 1:
+            raise ValueError("num_workers must be >= 1")
+        self.task_timeout = task_timeout
+        self.max_retries = max_retries
+        self._initializer = initializer
+        self._initargs = initargs
+        self._log = log or _stderr
+        self._queue: collections.deque[_Task] = collections.deque()
+        self._workers: list[_Worker] = [self._start_worker() for _ in range(num_workers)]
+        self._closed = False
+
+    # -- public API ---------------------------------------------------------------------------
+    @property
+    def pending(self) -> int:
+        """Tasks submitted and not yet returned by next_result()."""
+        return len(self._queue) + sum(w.task is not None for w in self._workers)
+
+    @property
+    def num_workers(self) -> int:
+        return len(self._workers)
+
+    def submit(self, key: Hashable, fn: Callable[..., Any], *args: Any) -> None:
+        self._queue.append(_Task(key, fn, args))
+        self._dispatch()
+
+    def next_result(self) -> tuple[Hashable, Any]:
+        """Block until some task finishes; return (key, result) or raise WorkerError."""
+        if self.pending == 0:
+            raise RuntimeError("next_result() with no pending task")
+        while True:
+            self._dispatch()
+            busy = [w for w in self._workers if w.task is not None]
+            waitables = [w.conn for w in busy] + [w.process.sentinel for w in busy]
+            ready = multiprocessing.connection.wait(waitables, timeout=self._wait_timeout(busy))
+            for worker in busy:
+                if worker.conn in ready:
+                    outcome = self._receive(worker)
+                    if outcome is not None:
+                        return outcome
+                elif worker.process.sentinel in ready:
+                    self._replace(worker, f"worker process died (exit code {worker.process.exitcode})")
+            now = time.monotonic()
+            for worker in busy:
+                if worker.task is not None and self._overdue(worker, now):
+                    worker.process.kill()
+                    worker.process.join()
+                    self._replace(worker, f"task ran longer than {self.task_timeout:g} s")
+
+    def close(self) -> None:
+        """Stop all workers now (pending tasks are dropped)."""
+        if self._closed:
+            return
+        self._closed = True
+        for w in self._workers:
+            if w.task is None and w.process.is_alive():
+                try:
+                    w.conn.send(None)
+                except (BrokenPipeError, OSError):
+                    pass
+        deadline = time.monotonic() + 2.0
+        for w in self._workers:
+            if w.task is None:
+                w.process.join(timeout=max(0.0, deadline - time.monotonic()))
+            if w.process.is_alive():
+                w.process.kill()
+                w.process.join()
+            w.conn.close()
+        self._queue.clear()
+
+    def __enter__(self) -> WorkerPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- internals ----------------------------------------------------------------------------
+    def _start_worker(self) -> _Worker:
+        parent_conn, child_conn = _CTX.Pipe()
+        process = _CTX.Process(
+            target=_worker_main, args=(child_conn, self._initializer, self._initargs), daemon=True
+        )
+        process.start()
+        child_conn.close()
+        return _Worker(process, parent_conn)
+
+    def _dispatch(self) -> None:
+        for worker in self._workers:
+            if not self._queue:
+                return
+            if worker.task is None:
+                task = self._queue.popleft()
+                task.attempts += 1
+                worker.task = task
+                worker.started = time.monotonic()
+                try:
+                    worker.conn.send((task.fn, task.args))
+                except (BrokenPipeError, OSError):
+                    pass  # the sentinel reports the death on the next wait
+
+    def _receive(self, worker: _Worker) -> tuple[Hashable, Any] | None:
+        task = worker.task
+        try:
+            ok, payload = worker.conn.recv()
+        except (EOFError, OSError):
+            worker.process.join(timeout=5)
+            self._replace(worker, f"worker process died (exit code {worker.process.exitcode})")
+            return None
+        worker.task = None
+        if not ok:
+            raise WorkerError(task.key, f"task {task.key!r} raised {payload.rstrip()}")
+        return task.key, payload
+
+    def _replace(self, worker: _Worker, why: str) -> None:
+        task = worker.task
+        worker.task = None
+        worker.conn.close()
+        fresh = self._start_worker()
+        worker.process, worker.conn, worker.started = fresh.process, fresh.conn, fresh.started
+        if task is None:
+            return
+        if task.attempts > self.max_retries:
+            raise WorkerError(task.key, f"task {task.key!r} failed {task.attempts} times; last: {why}")
+        self._log(f"worker: {why} while running task {task.key!r}; restarted it and retrying")
+        self._queue.appendleft(task)
+
+    def _overdue(self, worker: _Worker, now: float) -> bool:
+        return self.task_timeout is not None and now - worker.started > self.task_timeout
+
+    def _wait_timeout(self, busy: list[_Worker]) -> float | None:
+        if self.task_timeout is None or not busy:
+            return None
+        now = time.monotonic()
+        return max(0.0, min(w.started + self.task_timeout - now for w in busy)) + 0.01
+
+
+def _stderr(message: str) -> None:
+    import sys
+
+    print(message, file=sys.stderr, flush=True)

@@ -1,0 +1,1 @@
+"""On-disk data: episode files (rollouts, later latent series), their readers, and random-policy collection."""

@@ -1,0 +1,249 @@
+"""Episode files: one compressed `.npz` per episode, validated on load, streamed with bounded memory.
+
+A folder of episodes is never loaded whole (the reference needed ~125 GB for CarRacing): readers hold
+at most `buffer_episodes` episodes, load ahead on a background thread (zlib releases the GIL), and
+shuffle within that buffer. Each file format (rollouts, latent series) is an `EpisodeSchema`.
+"""
+
+from __future__ import annotations
+
+import io
+import queue
+import threading
+import zipfile
+import zlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from common.atomic import atomic_path
+from common.errors import DataError
+
+VARIABLE = -1  # a trailing dimension that may take any size (the same within one folder)
+
+
+@dataclass(frozen=True)
+class EpisodeSchema:
+    """Keys of an episode file: each a dtype and trailing shape; dimension 0 is time for all of them."""
+
+    name: str
+    fields: dict[str, tuple[np.dtype, tuple[int, ...]]]
+    length_key: str  # a small key: reading it alone gives the episode length cheaply
+
+    def validate(self, arrays: dict[str, np.ndarray], source: str) -> dict[str, np.ndarray]:
+        missing = [k for k in self.fields if k not in arrays]
+        if missing:
+            raise DataError(f"{source}: not a {self.name} file (missing keys {missing}; "
+                            f"has {sorted(arrays)})")
+        length = None
+        for key, (dtype, trailing) in self.fields.items():
+            a = arrays[key]
+            if a.dtype != dtype:
+                raise DataError(f"{source}: key {key!r} has dtype {a.dtype}, expected {np.dtype(dtype)}")
+            if a.ndim != 1 + len(trailing) or any(
+                want not in (VARIABLE, got) for want, got in zip(trailing, a.shape[1:])
+            ):
+                want = ("T", *("*" if d == VARIABLE else d for d in trailing))
+                raise DataError(f"{source}: key {key!r} has shape {a.shape}, expected {want}")
+            if length is None:
+                length = a.shape[0]
+            elif a.shape[0] != length:
+                raise DataError(f"{source}: key {key!r} has {a.shape[0]} steps, "
+                                f"other keys have {length}")
+        if not length:
+            raise DataError(f"{source}: episode has no steps")
+        return arrays
+
+
+def save_episode(path: str | Path, arrays: dict[str, np.ndarray], schema: EpisodeSchema,
+                 compresslevel: int = 1) -> None:
+    """Write a validated episode atomically as a compressed .npz that np.load reads.
+
+    zlib level 1 instead of numpy's default 6: about 3x faster to write, a few % larger on frames.
+    """
+    schema.validate(arrays, str(path))
+    with atomic_path(path) as tmp:
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=compresslevel) as zf:
+            for key, array in arrays.items():
+                buffer = io.BytesIO()
+                np.lib.format.write_array(buffer, np.ascontiguousarray(array), allow_pickle=False)
+                zf.writestr(f"{key}.npy", buffer.getvalue())
+
+
+def load_episode(path: str | Path, schema: EpisodeSchema,
+                 keys: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+    """Load (some keys of) one episode; a corrupt, truncated or foreign file raises DataError."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            if keys is None:
+                arrays = {k: npz[k] for k in npz.files}
+                return schema.validate(arrays, str(path))
+            absent = [k for k in keys if k not in npz.files]
+            if absent:
+                raise DataError(f"{path}: not a {schema.name} file (missing keys {absent})")
+            return {k: npz[k] for k in keys}
+    except DataError:
+        raise
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except (zipfile.BadZipFile, EOFError, zlib.error, OSError, ValueError, KeyError) as e:
+        raise DataError(f"{path}: corrupt or truncated .npz ({type(e).__name__}: {e})") from None
+
+
+class EpisodeFolder:
+    """The episode files of one folder (sorted by name), read lazily."""
+
+    def __init__(self, folder: str | Path, schema: EpisodeSchema, flag: str = "folder") -> None:
+        self.folder = Path(folder)
+        self.schema = schema
+        if not self.folder.exists():
+            raise DataError(f"{flag} {self.folder}: no such folder")
+        if not self.folder.is_dir():
+            raise DataError(f"{flag} {self.folder}: not a folder")
+        self.paths = sorted(p for p in self.folder.glob("*.npz") if not p.name.startswith("."))
+        if not self.paths:
+            raise DataError(f"{flag} {self.folder}: no {schema.name} files (*.npz) in it")
+        self._lengths: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> dict[str, np.ndarray]:
+        return load_episode(self.paths[index], self.schema)
+
+    def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
+        return self.iter_episodes(shuffle=False)
+
+    def lengths(self) -> np.ndarray:
+        """Steps per episode, reading only the small `length_key` array of each file."""
+        if self._lengths is None:
+            key = self.schema.length_key
+            self._lengths = np.array(
+                [len(load_episode(p, self.schema, keys=[key])[key]) for p in self.paths], np.int64
+            )
+        return self._lengths
+
+    def iter_episodes(self, shuffle: bool = False, seed: int | None = None,
+                      keys: Sequence[str] | None = None, prefetch: int = 2,
+                      ) -> Iterator[dict[str, np.ndarray]]:
+        """Yield whole episodes (validated), loading up to `prefetch` ahead on a thread."""
+        order = np.arange(len(self.paths))
+        if shuffle:
+            np.random.default_rng(seed).shuffle(order)
+
+        def load(i: int) -> dict[str, np.ndarray]:
+            arrays = load_episode(self.paths[i], self.schema)
+            return arrays if keys is None else {k: arrays[k] for k in keys}
+
+        yield from _prefetched((load(int(i)) for i in order), prefetch)
+
+    def iter_frame_batches(self, batch_size: int, key: str = "obs", shuffle: bool = True,
+                           buffer_episodes: int = 16, seed: int | None = None,
+                           drop_last: bool = False) -> Iterator[np.ndarray]:
+        """Batches of single steps of `key`, shuffled across episodes within a bounded buffer.
+
+        Memory holds at most `buffer_episodes` (+ prefetch) episodes of `key`, whatever the folder size.
+        """
+        rng = np.random.default_rng(seed)
+        pool: list[np.ndarray] = []
+        pooled = 0
+        leftover: np.ndarray | None = None
+        episodes = self.iter_episodes(shuffle=shuffle, seed=None if seed is None else seed + 1,
+                                      keys=[key])
+        exhausted = False
+        while not exhausted:
+            try:
+                array = next(episodes)[key]
+                pool.append(array)
+                pooled += 1
+            except StopIteration:
+                exhausted = True
+            if pooled < buffer_episodes and not exhausted:
+                continue
+            if not pool:
+                break
+            frames = np.concatenate(([leftover] if leftover is not None else []) + pool)
+            pool, pooled = [], 0
+            if shuffle:
+                frames = frames[rng.permutation(len(frames))]
+            full = len(frames) // batch_size * batch_size
+            for start in range(0, full, batch_size):
+                yield frames[start:start + batch_size]
+            leftover = frames[full:] if full < len(frames) else None
+        if leftover is not None and len(leftover) and not drop_last:
+            yield leftover
+
+    def iter_windows(self, seq_len: int, keys: Sequence[str] | None = None, shuffle: bool = True,
+                     seed: int | None = None, pad: bool = True) -> Iterator[dict[str, np.ndarray]]:
+        """Fixed-length windows (non-overlapping, random phase when shuffled) plus a `mask` of real steps.
+
+        Episodes shorter than `seq_len` give one zero-padded window when `pad`, so they still count.
+        """
+        if seq_len < 1:
+            raise ValueError("seq_len must be >= 1")
+        rng = np.random.default_rng(seed)
+        for episode in self.iter_episodes(shuffle=shuffle, seed=seed, keys=keys):
+            length = len(next(iter(episode.values())))
+            offset = int(rng.integers(seq_len)) % max(1, length - seq_len + 1) if shuffle else 0
+            starts = list(range(offset, length - seq_len + 1, seq_len))
+            for start in starts:
+                window = {k: v[start:start + seq_len] for k, v in episode.items()}
+                window["mask"] = np.ones(seq_len, bool)
+                yield window
+            if not starts and pad:
+                yield _pad_window(episode, length, seq_len)
+
+
+def _pad_window(episode: dict[str, np.ndarray], length: int, seq_len: int) -> dict[str, np.ndarray]:
+    window = {}
+    for k, v in episode.items():
+        padded = np.zeros((seq_len, *v.shape[1:]), v.dtype)
+        padded[:length] = v
+        window[k] = padded
+    mask = np.zeros(seq_len, bool)
+    mask[:length] = True
+    window["mask"] = mask
+    return window
+
+
+_DONE = object()
+
+
+def _prefetched(items: Iterator, depth: int) -> Iterator:
+    """Run the `items` generator on a daemon thread, `depth` items ahead; re-raise its errors here."""
+    if depth <= 0:
+        yield from items
+        return
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        q.put((True, item), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put((True, _DONE))
+        except BaseException as e:  # handed to the consumer
+            q.put((False, e))
+
+    thread = threading.Thread(target=produce, daemon=True)
+    thread.start()
+    try:
+        while True:
+            ok, item = q.get()
+            if not ok:
+                raise item
+            if item is _DONE:
+                return
+            yield item
+    finally:
+        stop.set()

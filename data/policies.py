@@ -1,0 +1,85 @@
+"""Random exploration policies for collecting rollouts; each acts in the env's model-action Box."""
+
+from __future__ import annotations
+
+import math
+
+import gymnasium as gym
+import numpy as np
+
+
+class RandomPolicy:
+    """Base: `reset()` at each episode start, then `act()` once per step."""
+
+    def __init__(self, space: gym.spaces.Box, rng: np.random.Generator) -> None:
+        self.low = space.low.astype(np.float32)
+        self.high = space.high.astype(np.float32)
+        self.rng = rng
+
+    def reset(self) -> None:
+        pass
+
+    def act(self) -> np.ndarray:
+        raise NotImplementedError
+
+    def _uniform(self) -> np.ndarray:
+        return self.rng.uniform(self.low, self.high).astype(np.float32)
+
+
+class UniformPolicy(RandomPolicy):
+    """A fresh uniform action every step (action_space.sample())."""
+
+    def act(self) -> np.ndarray:
+        return self._uniform()
+
+
+class StickyPolicy(RandomPolicy):
+    """The reference's Doom policy: a uniform action held for 1-10 steps, then redrawn."""
+
+    def __init__(self, space: gym.spaces.Box, rng: np.random.Generator, max_repeat: int = 10) -> None:
+        super().__init__(space, rng)
+        self.max_repeat = max_repeat
+        self._left = 0
+        self._action = self._uniform()
+
+    def reset(self) -> None:
+        self._left = 0
+
+    def act(self) -> np.ndarray:
+        if self._left == 0:
+            self._action = self._uniform()
+            self._left = int(self.rng.integers(1, self.max_repeat + 1))
+        self._left -= 1
+        return self._action.copy()
+
+
+class BrownianPolicy(RandomPolicy):
+    """Smoothly wandering actions: Brownian motion with step sqrt(dt), clipped to the bounds.
+
+    Random *smooth* driving explores CarRacing far better than per-step noise, which only jitters.
+    """
+
+    def __init__(self, space: gym.spaces.Box, rng: np.random.Generator, dt: float = 1 / 50) -> None:
+        super().__init__(space, rng)
+        self.scale = math.sqrt(dt) * (self.high - self.low) / 2
+        self._action = self._uniform()
+
+    def reset(self) -> None:
+        self._action = self._uniform()
+
+    def act(self) -> np.ndarray:
+        action = self._action
+        step = self.rng.standard_normal(action.shape).astype(np.float32) * self.scale
+        self._action = np.clip(action + step, self.low, self.high).astype(np.float32)
+        return action.copy()
+
+
+POLICIES: dict[str, type[RandomPolicy]] = {
+    "sticky": StickyPolicy,
+    "brownian": BrownianPolicy,
+    "uniform": UniformPolicy,
+}
+
+
+def make_policy(name: str, space: gym.spaces.Box, rng: np.random.Generator) -> RandomPolicy:
+    return POLICIES[name](space, rng)

@@ -1,0 +1,114 @@
+"""The rollout format written by stage 01 and read by stages 02-03.
+
+One compressed `.npz` per episode, named `episode_<index>.npz` (index i was collected with seed + i):
+
+| key      | shape          | dtype   | meaning                                                          |
+|----------|----------------|---------|------------------------------------------------------------------|
+| `obs`    | (T, 64, 64, 3) | uint8   | obs[t] is the frame on which action[t] was taken                 |
+| `action` | (T, A)         | float32 | the model action (canonical form; A = the env's action_dim)      |
+| `reward` | (T,)           | float32 | reward received after action[t]                                  |
+| `done`   | (T,)           | bool    | action[t] ended the episode by termination (death, goal); a      |
+|          |                |         | time-capped (truncated) episode has no done step                  |
+
+The frame after the final step is not stored. `meta.json` in the folder records the env, its options,
+the policy and the seed, so a rerun can refuse to mix data and later stages can check what they read.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from common.atomic import write_json_atomic
+from common.errors import DataError, UserError
+from data.episodes import VARIABLE, EpisodeFolder, EpisodeSchema, save_episode
+from envs.preprocess import FRAME_SHAPE
+
+ROLLOUT_SCHEMA = EpisodeSchema(
+    name="rollout",
+    fields={
+        "obs": (np.dtype(np.uint8), FRAME_SHAPE),
+        "action": (np.dtype(np.float32), (VARIABLE,)),
+        "reward": (np.dtype(np.float32), ()),
+        "done": (np.dtype(bool), ()),
+    },
+    length_key="done",
+)
+FORMAT_VERSION = 1
+META_FILE = "meta.json"
+_EPISODE_RE = re.compile(r"^episode_(\d+)\.(npz|skipped)$")
+
+
+def episode_path(folder: str | Path, index: int) -> Path:
+    return Path(folder) / f"episode_{index:06d}.npz"
+
+
+def skipped_marker(folder: str | Path, index: int) -> Path:
+    """Empty file recording that episode `index` was collected but too short to keep."""
+    return Path(folder) / f"episode_{index:06d}.skipped"
+
+
+def finished_indices(folder: str | Path) -> tuple[set[int], set[int]]:
+    """(saved, skipped) episode indices already in `folder`."""
+    saved, skipped = set(), set()
+    for p in Path(folder).iterdir():
+        m = _EPISODE_RE.match(p.name)
+        if m:
+            (saved if m.group(2) == "npz" else skipped).add(int(m.group(1)))
+    return saved, skipped
+
+
+def save_rollout(path: str | Path, obs: np.ndarray, action: np.ndarray, reward: np.ndarray,
+                 done: np.ndarray) -> None:
+    save_episode(path, {"obs": obs, "action": action, "reward": reward, "done": done}, ROLLOUT_SCHEMA)
+
+
+def read_meta(folder: str | Path) -> dict[str, Any] | None:
+    path = Path(folder) / META_FILE
+    if not path.exists():
+        return None
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise DataError(f"{path}: unreadable ({e})") from None
+    if not isinstance(meta, dict) or "env" not in meta:
+        raise DataError(f"{path}: not a rollout meta file")
+    return meta
+
+
+def write_meta(folder: str | Path, meta: dict[str, Any]) -> None:
+    write_json_atomic(Path(folder) / META_FILE, {"format": FORMAT_VERSION, **meta})
+
+
+def check_meta_matches(folder: str | Path, wanted: dict[str, Any]) -> None:
+    """Refuse to add episodes to a folder collected with other settings (the data would mix)."""
+    meta = read_meta(folder)
+    if meta is None:
+        return
+    for key, value in wanted.items():
+        if key in meta and meta[key] != value:
+            raise UserError(
+                f"{folder} holds rollouts made with {key}={meta[key]!r}, not {value!r}; "
+                "rerun with the same flags to continue it, or choose another --store_folder"
+            )
+
+
+class RolloutFolder(EpisodeFolder):
+    """A stage-01 folder: episode files plus the env they were made for (from meta.json)."""
+
+    def __init__(self, folder: str | Path, flag: str = "rollout folder") -> None:
+        super().__init__(folder, ROLLOUT_SCHEMA, flag=flag)
+        self.meta = read_meta(self.folder) or {}
+
+    @property
+    def env_name(self) -> str | None:
+        return self.meta.get("env")
+
+    def require_env(self, env_name: str) -> None:
+        if self.env_name is not None and self.env_name != env_name:
+            raise DataError(f"{self.folder}: rollouts were made for env {self.env_name!r}, "
+                            f"not {env_name!r}")

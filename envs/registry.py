@@ -1,0 +1,144 @@
+"""Env names -> constructors plus the world-model defaults that go with each env (reference_spec §1, §4, §6).
+
+`doom` and `carracing` are the paper's experiments. Any other name is taken as a Gymnasium env id
+(`"module:EnvId-v0"` imports `module` first, as gymnasium.make does) with image observations.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from common.errors import UserError
+from envs.doom import MAX_EPISODE_STEPS as DOOM_MAX_STEPS
+from envs.doom import DoomTakeCoverEnv
+from envs.pixels import PixelEnv, UnsupportedEnvError
+
+CARRACING_ID = "CarRacing-v3"
+CARRACING_CROP_ROWS = (0, 84)  # drop the 12-row dashboard of the 96x96 frame
+CARRACING_MAX_STEPS = 1000
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    """One env and the world-model configuration the paper (or a sensible default) uses with it."""
+
+    name: str
+    make: Callable[..., gym.Env] = field(repr=False)
+    action_dim: int
+    action_low: tuple[float, ...]
+    action_high: tuple[float, ...]
+    max_episode_steps: int | None
+    default_policy: str
+    z_size: int = 32
+    rnn_hidden: int = 256
+    num_mixtures: int = 5
+    predict_done: bool = False
+    predict_reward: bool = False
+    controller_inputs: str = "zh"  # "zh" = [z, h]; "zch" = [z, c, h] (Doom)
+    controller_bias: bool = True
+    controller_output: str = "bounds"  # how tanh outputs become a model action; see controller_to_action
+    dream_temperature: float = 1.0
+    survival_reward: bool = False  # Doom: reward +1 per step survived, in the real env and in the dream
+
+    def create(self, render_mode: str | None = None, **kwargs: Any) -> gym.Env:
+        """Make the env; `kwargs` go to the constructor (e.g. resolution= for doom)."""
+        try:
+            return self.make(render_mode=render_mode, **kwargs)
+        except (TypeError, ValueError) as e:
+            raise UserError(f"env {self.name!r}: bad env option ({e})") from None
+
+    def controller_to_action(self, raw: np.ndarray) -> np.ndarray:
+        """Map tanh controller outputs (..., action_dim) in [-1, 1] to model actions."""
+        raw = np.asarray(raw, dtype=np.float32)
+        if self.controller_output == "identity":
+            return raw
+        if self.controller_output == "carracing":  # steer, gas, brake as the reference's model.py
+            steer = raw[..., 0]
+            gas = (raw[..., 1] + 1.0) / 2.0
+            brake = np.clip(raw[..., 2], 0.0, 1.0)
+            return np.stack([steer, gas, brake], axis=-1).astype(np.float32)
+        low = np.asarray(self.action_low, np.float32)
+        high = np.asarray(self.action_high, np.float32)
+        return (low + (raw + 1.0) * 0.5 * (high - low)).astype(np.float32)
+
+
+def _make_doom(render_mode: str | None = None, **kwargs: Any) -> gym.Env:
+    return DoomTakeCoverEnv(render_mode=render_mode, **kwargs)
+
+
+def _make_carracing(render_mode: str | None = None, **kwargs: Any) -> gym.Env:
+    return PixelEnv(CARRACING_ID, render_mode=render_mode, crop_rows=CARRACING_CROP_ROWS,
+                    max_episode_steps=CARRACING_MAX_STEPS, **kwargs)
+
+
+NAMED_ENVS: dict[str, EnvSpec] = {
+    "doom": EnvSpec(
+        name="doom", make=_make_doom, action_dim=1, action_low=(-1.0,), action_high=(1.0,),
+        max_episode_steps=DOOM_MAX_STEPS, default_policy="sticky",
+        z_size=64, rnn_hidden=512, predict_done=True, controller_inputs="zch",
+        controller_bias=False, controller_output="identity", dream_temperature=1.15,
+        survival_reward=True,
+    ),
+    "carracing": EnvSpec(
+        name="carracing", make=_make_carracing, action_dim=3, action_low=(-1.0, 0.0, 0.0),
+        action_high=(1.0, 1.0, 1.0), max_episode_steps=CARRACING_MAX_STEPS,
+        default_policy="brownian", z_size=32, rnn_hidden=256, controller_inputs="zh",
+        controller_bias=True, controller_output="carracing",
+    ),
+}
+
+
+def known_env_names() -> str:
+    return ", ".join(NAMED_ENVS) + ", or a Gymnasium env id with image observations"
+
+
+@functools.cache
+def get_spec(name: str) -> EnvSpec:
+    """The spec for a named env or a Gymnasium id; UserError (listing known names) otherwise."""
+    if name in NAMED_ENVS:
+        return NAMED_ENVS[name]
+    return _gym_spec(name)
+
+
+def _gym_spec(env_id: str) -> EnvSpec:
+    module, _, bare_id = env_id.rpartition(":")
+    try:
+        if module:
+            importlib.import_module(module)  # registers its envs, as gymnasium.make would
+        gym.spec(bare_id)
+    except (gym.error.Error, ImportError, ValueError) as e:
+        raise UserError(f"unknown env {env_id!r} ({e}); known: {known_env_names()}") from None
+
+    def make(render_mode: str | None = None, **kwargs: Any) -> gym.Env:
+        return PixelEnv(env_id, render_mode=render_mode, **kwargs)
+
+    try:
+        probe = make()
+    except UnsupportedEnvError as e:
+        raise UserError(f"env {env_id!r}: {e}") from None
+    except (gym.error.Error, ImportError) as e:  # e.g. a missing optional dependency
+        raise UserError(f"env {env_id!r} cannot be made ({e})") from None
+    try:
+        space = probe.action_space
+        max_steps = probe.env.spec.max_episode_steps if probe.env.spec else None
+        discrete = not isinstance(probe.env.action_space, gym.spaces.Box)
+    finally:
+        probe.close()
+    return EnvSpec(
+        name=env_id, make=make, action_dim=int(space.shape[0]),
+        action_low=tuple(float(x) for x in space.low), action_high=tuple(float(x) for x in space.high),
+        max_episode_steps=max_steps, default_policy="sticky" if discrete else "brownian",
+        predict_done=True, predict_reward=True,
+    )
+
+
+def make_env(name: str, render_mode: str | None = None, **kwargs: Any) -> gym.Env:
+    """Make env `name` (see module doc) with 64x64x3 uint8 observations and flat float actions."""
+    return get_spec(name).create(render_mode=render_mode, **kwargs)
