@@ -134,7 +134,7 @@ class WorkerPool:
                     if outcome is not None:
                         return outcome
                 elif worker.process.sentinel in ready:
-                    self._replace(worker, f"worker process died (exit code {worker.process.exitcode})")
+                    self._replace(worker, self._death_report(worker))
             now = time.monotonic()
             for worker in busy:
                 if worker.task is not None and self._overdue(worker, now):
@@ -198,13 +198,17 @@ class WorkerPool:
         try:
             ok, payload = worker.conn.recv()
         except (EOFError, OSError):
-            worker.process.join(timeout=5)
-            self._replace(worker, f"worker process died (exit code {worker.process.exitcode})")
+            self._replace(worker, self._death_report(worker))
             return None
         worker.task = None
         if not ok:
             raise WorkerError(task.key, f"task {task.key!r} raised {payload.rstrip()}")
         return task.key, payload
+
+    @staticmethod
+    def _death_report(worker: _Worker) -> str:
+        worker.process.join(timeout=5)  # reap it, so the exit code is known
+        return f"worker process died (exit code {worker.process.exitcode})"
 
     def _replace(self, worker: _Worker, why: str) -> None:
         task = worker.task

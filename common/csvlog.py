@@ -1,0 +1,33 @@
+"""Append-only CSV metrics: the source of truth for loss curves, readable by anything."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+
+class CsvLog:
+    """Append rows to `path` (header written once); a resumed run keeps appending to the same file."""
+
+    def __init__(self, path: str | Path, fields: list[str]) -> None:
+        self.path = Path(path)
+        self.fields = fields
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not self.path.exists() or self.path.stat().st_size == 0:
+            with open(self.path, "w", newline="") as f:
+                csv.writer(f).writerow(fields)
+
+    def append(self, row: dict[str, Any]) -> None:
+        with open(self.path, "a", newline="") as f:
+            csv.DictWriter(f, self.fields, extrasaction="ignore").writerow(
+                {k: _fmt(row.get(k, "")) for k in self.fields})
+
+
+def read_csv(path: str | Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _fmt(value: Any) -> Any:
+    return f"{value:.6g}" if isinstance(value, float) else value
