@@ -19,14 +19,14 @@ from common.errors import DataError
 FORMAT_VERSION = 1
 
 
-def save_checkpoint(path: str | Path, kind: str, config: dict[str, Any], model: torch.nn.Module,
+def save_checkpoint(path: str | Path, kind: str, config: dict[str, Any], model: torch.nn.Module | dict[str, Any],
                     optimizer: torch.optim.Optimizer | None = None, progress: dict[str, Any] | None = None,
                     extra: dict[str, Any] | None = None) -> None:
     state = {
         "kind": kind,
         "format": FORMAT_VERSION,
         "config": dict(config),
-        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "model": {k: v.detach().cpu() for k, v in _state_dict(model).items()},
         "optimizer": None if optimizer is None else optimizer.state_dict(),
         "progress": dict(progress or {}),
         "extra": dict(extra or {}),
@@ -71,3 +71,7 @@ def load_state_dict_checked(model: torch.nn.Module, state: dict[str, Any], path:
     except (RuntimeError, KeyError) as e:
         first_line = str(e).strip().splitlines()[0]
         raise DataError(f"{path}: weights do not fit the model ({first_line[:200]})") from None
+
+
+def _state_dict(model: torch.nn.Module | dict[str, Any]) -> dict[str, Any]:
+    return model if isinstance(model, dict) else model.state_dict()

@@ -35,6 +35,9 @@ def run_main(main: Callable[[], int | None]) -> NoReturn:
     except UserError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         sys.exit(EXIT_USAGE)
+    except BrokenPipeError:  # e.g. `| head` closed stdout; nothing left to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)
     except KeyboardInterrupt:
         print(f"{prog}: interrupted; finished work is kept, rerun the same command to continue",
               file=sys.stderr)

@@ -6,6 +6,8 @@ import csv
 from pathlib import Path
 from typing import Any
 
+from common.atomic import atomic_path
+
 
 class CsvLog:
     """Append rows to `path` (header written once); a resumed run keeps appending to the same file."""
@@ -31,3 +33,18 @@ def read_csv(path: str | Path) -> list[dict[str, str]]:
 
 def _fmt(value: Any) -> Any:
     return f"{value:.6g}" if isinstance(value, float) else value
+
+
+def drop_rows_after(path: str | Path, field: str, last: float) -> None:
+    """Remove rows whose `field` exceeds `last` (work a killed run logged but did not checkpoint)."""
+    path = Path(path)
+    if not path.exists():
+        return
+    rows = read_csv(path)
+    kept = [r for r in rows if r.get(field, "") == "" or float(r[field]) <= last]
+    if len(kept) == len(rows):
+        return
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, list(rows[0].keys()))
+        writer.writeheader()
+        writer.writerows(kept)

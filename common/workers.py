@@ -8,31 +8,44 @@ process sentinel with a deadline, so each failure mode has an answer:
 - the worker process dies: it is restarted and the task retried, up to `max_retries` times;
 - the task runs past `task_timeout`: the worker is killed, restarted and the task retried likewise.
 
+Each worker leads its own process group, so whatever it started (ViZDoom runs its engine as a child
+process) is killed with it instead of living on as an orphan; and it asks Linux to signal it when the
+parent dies, so a killed run leaves no workers behind. Deaths are found by polling exit codes too,
+because a child of the worker may hold the pipes that would otherwise tell us.
+
 Task functions and their arguments must be picklable (module-level functions), as with any spawn pool.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
+import ctypes
+import ctypes.util
 import multiprocessing
 import multiprocessing.connection
 import os
 import signal
+import sys
 import time
 import traceback
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
+from tqdm import tqdm
+
 _CTX = multiprocessing.get_context("spawn")
+_POLL_SECONDS = 1.0  # how often exit codes are checked when no pipe says anything
 
 
 class WorkerError(RuntimeError):
     """A task failed for good; `key` names it and the message says how."""
 
-    def __init__(self, key: Hashable, message: str) -> None:
+    def __init__(self, key: Hashable, message: str, details: str = "") -> None:
         super().__init__(message)
         self.key = key
+        self.details = details  # the worker's traceback, when there is one
 
 
 @dataclass
@@ -56,11 +69,40 @@ def _single_threaded_env() -> None:
         os.environ[var] = "1"
 
 
+def _kill_own_group(*_: object) -> None:
+    os.killpg(os.getpid(), signal.SIGKILL)
+
+
+def _die_with_parent() -> None:
+    """Linux: SIGTERM when the parent dies; the handler takes the worker's whole group down."""
+    signal.signal(signal.SIGTERM, _kill_own_group)
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the EOF on the pipe still ends the worker
+        pass
+    if os.getppid() == 1:  # the parent died before prctl took effect
+        _kill_own_group()
+
+
 def _worker_main(conn: Any, initializer: Callable[..., None] | None, initargs: tuple) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    os.setpgid(0, 0)
+    _die_with_parent()
     _single_threaded_env()
+    try:
+        _serve(conn, initializer, initargs)
+    finally:
+        conn.close()  # the parent then kills what is left of this process group (see _kill_group)
+
+
+def _serve(conn: Any, initializer: Callable[..., None] | None, initargs: tuple) -> None:
+    broken = None  # a failed initializer fails every task with its error, instead of a silent exit
     if initializer is not None:
-        initializer(*initargs)
+        try:
+            initializer(*initargs)
+        except Exception as e:
+            broken = (f"worker initializer raised {type(e).__name__}: {e}", traceback.format_exc())
     while True:
         try:
             message = conn.recv()
@@ -69,10 +111,13 @@ def _worker_main(conn: Any, initializer: Callable[..., None] | None, initargs: t
         if message is None:
             return
         fn, args = message
+        if broken is not None:
+            conn.send((False, broken))
+            continue
         try:
             reply = (True, fn(*args))
         except BaseException as e:  # report everything; the parent decides
-            reply = (False, f"{type(e).__name__}: {e}\n{traceback.format_exc()}")
+            reply = (False, (f"{type(e).__name__}: {e}", traceback.format_exc()))
         try:
             conn.send(reply)
         except (BrokenPipeError, OSError):
@@ -82,7 +127,7 @@ def _worker_main(conn: Any, initializer: Callable[..., None] | None, initargs: t
 class WorkerPool:
     """Run tasks on `num_workers` spawn processes; collect results with `next_result()`.
 
-    `log` receives one-line reports of deaths, timeouts and restarts (default: print to stderr).
+    `log` receives one-line reports of deaths, timeouts and restarts (default: stderr, tqdm-safe).
     """
 
     def __init__(
@@ -133,12 +178,12 @@ class WorkerPool:
                     outcome = self._receive(worker)
                     if outcome is not None:
                         return outcome
-                elif worker.process.sentinel in ready:
+                elif worker.process.sentinel in ready or not worker.process.is_alive():
                     self._replace(worker, self._death_report(worker))
             now = time.monotonic()
             for worker in busy:
                 if worker.task is not None and self._overdue(worker, now):
-                    worker.process.kill()
+                    _kill_group(worker.process)
                     worker.process.join()
                     self._replace(worker, f"task ran longer than {self.task_timeout:g} s")
 
@@ -160,6 +205,7 @@ class WorkerPool:
             if w.process.is_alive():
                 w.process.kill()
                 w.process.join()
+            _kill_group(w.process)
             w.conn.close()
         self._queue.clear()
 
@@ -202,7 +248,8 @@ class WorkerPool:
             return None
         worker.task = None
         if not ok:
-            raise WorkerError(task.key, f"task {task.key!r} raised {payload.rstrip()}")
+            summary, details = payload
+            raise WorkerError(task.key, f"task {task.key!r}: {summary}", details)
         return task.key, payload
 
     @staticmethod
@@ -213,6 +260,7 @@ class WorkerPool:
     def _replace(self, worker: _Worker, why: str) -> None:
         task = worker.task
         worker.task = None
+        _kill_group(worker.process)
         worker.conn.close()
         fresh = self._start_worker()
         worker.process, worker.conn, worker.started = fresh.process, fresh.conn, fresh.started
@@ -226,14 +274,19 @@ class WorkerPool:
     def _overdue(self, worker: _Worker, now: float) -> bool:
         return self.task_timeout is not None and now - worker.started > self.task_timeout
 
-    def _wait_timeout(self, busy: list[_Worker]) -> float | None:
+    def _wait_timeout(self, busy: list[_Worker]) -> float:
         if self.task_timeout is None or not busy:
-            return None
+            return _POLL_SECONDS
         now = time.monotonic()
-        return max(0.0, min(w.started + self.task_timeout - now for w in busy)) + 0.01
+        return min(_POLL_SECONDS, max(0.0, min(w.started + self.task_timeout - now for w in busy)) + 0.01)
+
+
+def _kill_group(process: Any) -> None:
+    """SIGKILL what is left of a worker's process group (e.g. a game engine it started)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
 
 
 def _stderr(message: str) -> None:
-    import sys
-
-    print(message, file=sys.stderr, flush=True)
+    """To stderr, without tearing a tqdm progress bar that may be on screen."""
+    tqdm.write(message, file=sys.stderr)

@@ -134,7 +134,7 @@ def generate(config: CollectConfig, total_episodes: int, workers: int,
         next_index += 1
         return next_index - 1
 
-    with WorkerPool(workers, task_timeout=episode_timeout, log=bar.write) as pool:
+    with WorkerPool(workers, task_timeout=episode_timeout) as pool:
         while summary.saved_total < total_episodes:
             while summary.saved_total + pool.pending < total_episodes and pool.pending < 2 * workers:
                 index = next_todo()

@@ -27,4 +27,4 @@ def to_model_frame(frame: np.ndarray, crop_rows: tuple[int, int] | None = None) 
     if frame.shape[:2] == (FRAME_SIZE, FRAME_SIZE):
         return np.ascontiguousarray(frame)
     image = Image.fromarray(np.ascontiguousarray(frame))
-    return np.asarray(image.resize((FRAME_SIZE, FRAME_SIZE), Image.BILINEAR))
+    return np.array(image.resize((FRAME_SIZE, FRAME_SIZE), Image.BILINEAR))  # writable, for torch

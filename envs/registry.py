@@ -43,7 +43,8 @@ class EnvSpec:
     predict_reward: bool = False
     controller_inputs: str = "zh"  # "zh" = [z, h]; "zch" = [z, c, h] (Doom)
     controller_bias: bool = True
-    controller_output: str = "bounds"  # how tanh outputs become a model action; see controller_to_action
+    controller_output: str = "bounds"  # how tanh outputs become a model action; see controller_affine
+    action_kind: str = "continuous"  # "discrete" (one-hot recorded) or "binary" (0/1 recorded) for such envs
     dream_temperature: float = 1.0
     survival_reward: bool = False  # Doom: reward +1 per step survived, in the real env and in the dream
 
@@ -54,19 +55,21 @@ class EnvSpec:
         except (TypeError, ValueError) as e:
             raise UserError(f"env {self.name!r}: bad env option ({e})") from None
 
-    def controller_to_action(self, raw: np.ndarray) -> np.ndarray:
-        """Map tanh controller outputs (..., action_dim) in [-1, 1] to model actions."""
-        raw = np.asarray(raw, dtype=np.float32)
-        if self.controller_output == "identity":
-            return raw
-        if self.controller_output == "carracing":  # steer, gas, brake as the reference's model.py
-            steer = raw[..., 0]
-            gas = (raw[..., 1] + 1.0) / 2.0
-            brake = np.clip(raw[..., 2], 0.0, 1.0)
-            return np.stack([steer, gas, brake], axis=-1).astype(np.float32)
+    def controller_affine(self) -> tuple[np.ndarray, np.ndarray]:
+        """(scale, offset) taking tanh outputs in [-1, 1] to model actions, before clipping to bounds."""
         low = np.asarray(self.action_low, np.float32)
         high = np.asarray(self.action_high, np.float32)
-        return (low + (raw + 1.0) * 0.5 * (high - low)).astype(np.float32)
+        if self.controller_output == "identity":
+            return np.ones_like(low), np.zeros_like(low)
+        if self.controller_output == "carracing":  # steer, gas = (a+1)/2, brake = clip(a, 0, 1) (reference)
+            return np.array([1.0, 0.5, 1.0], np.float32), np.array([0.0, 0.5, 0.0], np.float32)
+        return (high - low) / 2, (high + low) / 2
+
+    def controller_to_action(self, raw: np.ndarray) -> np.ndarray:
+        """Map tanh controller outputs (..., action_dim) in [-1, 1] to model actions."""
+        scale, offset = self.controller_affine()
+        action = np.asarray(raw, np.float32) * scale + offset
+        return np.clip(action, self.action_low, self.action_high).astype(np.float32)
 
 
 def _make_doom(render_mode: str | None = None, **kwargs: Any) -> gym.Env:
@@ -128,14 +131,16 @@ def _gym_spec(env_id: str) -> EnvSpec:
     try:
         space = probe.action_space
         max_steps = probe.env.spec.max_episode_steps if probe.env.spec else None
-        discrete = not isinstance(probe.env.action_space, gym.spaces.Box)
+        env_space = probe.env.action_space
     finally:
         probe.close()
+    action_kind = ("discrete" if isinstance(env_space, gym.spaces.Discrete)
+                   else "binary" if isinstance(env_space, gym.spaces.MultiBinary) else "continuous")
     return EnvSpec(
         name=env_id, make=make, action_dim=int(space.shape[0]),
         action_low=tuple(float(x) for x in space.low), action_high=tuple(float(x) for x in space.high),
-        max_episode_steps=max_steps, default_policy="sticky" if discrete else "brownian",
-        predict_done=True, predict_reward=True,
+        max_episode_steps=max_steps, default_policy="brownian" if action_kind == "continuous" else "sticky",
+        predict_done=True, predict_reward=True, action_kind=action_kind,
     )
 
 

@@ -57,11 +57,17 @@ def _uniform_(tensor: torch.Tensor, limit: float) -> None:
     nn.init.uniform_(tensor, -limit, limit)
 
 
-class SingleBiasLSTMCell(nn.Module):
-    """LSTM cell with one bias vector, like TF's cell, so the parameter count matches the paper.
+class SingleBiasLSTM(nn.Module):
+    """torch.nn.LSTM with one bias vector, like TF's cell, so the parameter count matches the paper.
 
-    torch.nn.LSTMCell carries two biases (b_ih and b_hh), which would add 4H parameters. Gates use
-    torch's order (i, f, g, o); porting TF weights (order i, j, f, o) means reordering the blocks.
+    nn.LSTM carries two biases (b_ih and b_hh), which would add 4H parameters. Here the LSTM has no
+    biases and sees a constant 1.0 appended to its input, so the last column of `weight_ih_l0` *is*
+    the single bias: 4H * (input + 1) + 4H * H parameters, as TF's (input + H, 4H) kernel plus bias.
+    Whole sequences run in nn.LSTM's fused kernels (oneDNN on CPU, cuDNN on GPU) instead of a Python
+    loop over time (bench/bench_mdnrnn.py compares them); `step` computes the same cell from the same
+    weights for one-step rollouts.
+    Gates use torch's order (i, f, g, o); porting TF weights (order i, j, f, o) means reordering
+    the blocks, transposing, and adding TF's run-time forget_bias to the f block of the bias column.
     """
 
     def __init__(self, input_size: int, hidden_size: int, forget_bias: float = 1.0) -> None:
@@ -69,10 +75,21 @@ class SingleBiasLSTMCell(nn.Module):
         self.input_size = input_size
         self.hidden_size = hidden_size
         self.forget_bias = forget_bias
-        self.weight_ih = nn.Parameter(torch.empty(4 * hidden_size, input_size))
-        self.weight_hh = nn.Parameter(torch.empty(4 * hidden_size, hidden_size))
-        self.bias = nn.Parameter(torch.empty(4 * hidden_size))
+        self.lstm = nn.LSTM(input_size + 1, hidden_size, bias=False, batch_first=True)
         self.reset_parameters()
+
+    @property
+    def weight_ih(self) -> torch.Tensor:
+        return self.lstm.weight_ih_l0[:, :-1]
+
+    @property
+    def weight_hh(self) -> torch.Tensor:
+        return self.lstm.weight_hh_l0
+
+    @property
+    def bias(self) -> torch.Tensor:
+        """The single bias: the weight column of the constant-1 input."""
+        return self.lstm.weight_ih_l0[:, -1]
 
     def reset_parameters(self) -> None:
         """TF1 defaults: Glorot-uniform over the joint (input+H, 4H) kernel and over the 1-D bias.
@@ -82,26 +99,28 @@ class SingleBiasLSTMCell(nn.Module):
         """
         hidden = self.hidden_size
         kernel_limit = math.sqrt(6.0 / (self.input_size + hidden + 4 * hidden))
-        _uniform_(self.weight_ih, kernel_limit)
-        _uniform_(self.weight_hh, kernel_limit)
-        _uniform_(self.bias, math.sqrt(6.0 / (2 * 4 * hidden)))
         with torch.no_grad():
-            self.bias[hidden : 2 * hidden] += self.forget_bias
+            _uniform_(self.lstm.weight_ih_l0, kernel_limit)
+            _uniform_(self.lstm.weight_hh_l0, kernel_limit)
+            bias = self.lstm.weight_ih_l0[:, -1]
+            bias.uniform_(-math.sqrt(6.0 / (2 * 4 * hidden)), math.sqrt(6.0 / (2 * 4 * hidden)))
+            bias[hidden : 2 * hidden] += self.forget_bias
 
-    def project_input(self, x: torch.Tensor) -> torch.Tensor:
-        """Input part of the gate pre-activations; done once for a whole sequence to save time."""
-        return F.linear(x, self.weight_ih, self.bias)
-
-    def step_projected(self, x_proj: torch.Tensor, state: LSTMState) -> LSTMState:
+    def forward(self, x: torch.Tensor, state: LSTMState) -> tuple[torch.Tensor, LSTMState]:
+        """Run x (B, T, input) from state (h, c); return all hidden states (B, T, H) and the last state."""
+        ones = torch.ones(*x.shape[:-1], 1, device=x.device, dtype=x.dtype)
         h, c = state
-        gates = x_proj + F.linear(h, self.weight_hh)
+        hidden, (h, c) = self.lstm(torch.cat([x, ones], dim=-1), (h.unsqueeze(0), c.unsqueeze(0)))
+        return hidden, (h.squeeze(0), c.squeeze(0))
+
+    def step(self, x: torch.Tensor, state: LSTMState) -> LSTMState:
+        """One step for x (B, input): the nn.LSTM cell written out, without nn.LSTM's per-call overhead."""
+        h, c = state
+        gates = F.linear(x, self.weight_ih, self.bias) + F.linear(h, self.weight_hh)
         i, f, g, o = gates.chunk(4, dim=-1)
         c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
         h = torch.sigmoid(o) * torch.tanh(c)
         return h, c
-
-    def forward(self, x: torch.Tensor, state: LSTMState) -> LSTMState:
-        return self.step_projected(self.project_input(x), state)
 
 
 class MDNRNN(nn.Module):
@@ -127,7 +146,7 @@ class MDNRNN(nn.Module):
         self.input_size = z_size + action_size + (1 if predict_done else 0)
         self._mdn_offset = 1 if predict_done else 0
         self.output_size = self._mdn_offset + z_size * num_mixtures * 3 + (1 if predict_reward else 0)
-        self.cell = SingleBiasLSTMCell(self.input_size, hidden_size)
+        self.cell = SingleBiasLSTM(self.input_size, hidden_size)
         self.head = nn.Linear(hidden_size, self.output_size)
         self._reset_head()
 
@@ -197,16 +216,23 @@ class MDNRNN(nn.Module):
         how Doom chunks of a concatenated episode stream stay separated (spec 3.2).
         """
         batch, steps = z.shape[:2]
-        x_proj = self.cell.project_input(self._cell_inputs(z, action, restart))
+        x = self._cell_inputs(z, action, restart)
         h, c = self.initial_state(batch, z.device) if state is None else state
-        keep = None if restart is None else (1.0 - restart.to(x_proj.dtype)).unsqueeze(-1)
-        hidden = []
-        for t in range(steps):
-            if keep is not None:
-                h, c = h * keep[:, t], c * keep[:, t]
-            h, c = self.cell.step_projected(x_proj[:, t], (h, c))
-            hidden.append(h)
-        return self.split_head(self.head(torch.stack(hidden, dim=1))), (h, c)
+        if restart is None:
+            hidden, (h, c) = self.cell(x, (h, c))
+            return self.split_head(self.head(hidden)), (h, c)
+        # nn.LSTM cannot zero its state mid-sequence, so cut the time axis where any row restarts
+        # (after t = 0) and zero those rows between the pieces. Windows that start an episode at
+        # t = 0 and never restart later (how stage 04 batches) run as one piece.
+        keep = (1.0 - restart.to(x.dtype)).unsqueeze(-1)
+        cuts = [0, *(torch.nonzero(restart[:, 1:].any(dim=0)).flatten() + 1).tolist(), steps]
+        pieces = []
+        for start, stop in zip(cuts[:-1], cuts[1:]):
+            h, c = h * keep[:, start], c * keep[:, start]
+            hidden, (h, c) = self.cell(x[:, start:stop], (h, c))
+            pieces.append(hidden)
+        hidden = pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=1)
+        return self.split_head(self.head(hidden)), (h, c)
 
     def step(
         self,
@@ -220,7 +246,7 @@ class MDNRNN(nn.Module):
         if restart is not None:
             keep = (1.0 - restart.to(h.dtype)).unsqueeze(-1)
             h, c = h * keep, c * keep
-        h, c = self.cell(self._cell_inputs(z, action, restart), (h, c))
+        h, c = self.cell.step(self._cell_inputs(z, action, restart), (h, c))
         return self.split_head(self.head(h)), (h, c)
 
 

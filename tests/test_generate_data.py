@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,6 +17,18 @@ from conftest import ROOT, assert_one_line_error, run_stage
 from data.collect import collect_episode
 from data.rollouts import RolloutFolder
 from envs import make_env
+
+
+def vizdoom_engines() -> list[int]:
+    """PIDs of running ViZDoom engine processes (ViZDoom runs the game as a child process)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and b"vizdoom" in (entry / "cmdline").read_bytes().split(b"\0")[0]:
+                pids.append(int(entry.name))
+        except OSError:
+            continue
+    return pids
 
 
 def arrays(folder):
@@ -90,8 +103,14 @@ def test_resume_after_kill_minus_9(tmp_path):
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and len(list(folder.glob("*.npz"))) < 4:
         time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)  # the whole group: parent and workers, mid-write
+    engines_before_kill = vizdoom_engines()
+    assert engines_before_kill, "the workers' ViZDoom engines should be running"
+    os.killpg(proc.pid, signal.SIGKILL)  # the parent's group, mid-write; workers must follow it
     proc.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and set(vizdoom_engines()) & set(engines_before_kill):
+        time.sleep(0.1)
+    assert not set(vizdoom_engines()) & set(engines_before_kill), "orphaned ViZDoom engines"
     done_before = len(list(folder.glob("*.npz")))
     assert 4 <= done_before < 24
     for path in folder.glob("*.npz"):  # whatever is visible is complete

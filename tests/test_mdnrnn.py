@@ -22,8 +22,10 @@ Z, A, H, K = 4, 2, 16, 3
 
 @pytest.fixture(autouse=True)
 def _few_threads():
+    # One thread: these tiny models gain nothing from more, and oneDNN's fused LSTM kernels spin-wait
+    # for a descheduled sibling thread when other jobs share the CPU (100x slower on a busy box).
     previous = torch.get_num_threads()
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
 
@@ -109,6 +111,50 @@ def test_stepping_reproduces_sequence_with_restarts(predict_done):
             assert torch.allclose(getattr(step_out, name), seq_part[:, t], atol=1e-5), (name, t)
     assert torch.allclose(state[0], seq_state[0], atol=1e-5)
     assert torch.allclose(state[1], seq_state[1], atol=1e-5)
+
+
+def test_lstm_has_one_bias_the_weight_of_a_constant_input():
+    model = small_model()
+    lstm = model.cell.lstm
+    assert not lstm.bias and [name for name, _ in lstm.named_parameters()] == ["weight_ih_l0", "weight_hh_l0"]
+    assert lstm.weight_ih_l0.shape == (4 * H, model.input_size + 1)
+    assert model.cell.bias.data_ptr() == lstm.weight_ih_l0[:, -1].data_ptr()  # a view, not a copy
+    with torch.no_grad():
+        model.cell.bias.add_(0.5)  # moving the column moves the gates like a bias does
+    z, action = torch.randn(2, 4, Z), torch.randn(2, 4, A)
+    out, _ = model(z, action)
+    state = None
+    for t in range(4):
+        step_out, state = model.step(z[:, t], action[:, t], state)
+        assert torch.allclose(step_out.mu, out.mu[:, t], atol=1e-5)
+
+
+@pytest.mark.parametrize("mid_restarts", [False, True])
+def test_sequence_gradients_match_stepping(mid_restarts):
+    """The fused nn.LSTM path (and its split-at-restarts fallback) trains exactly the stepped cell."""
+    model = small_model()
+    z, action = torch.randn(3, 7, Z), torch.randn(3, 7, A)
+    restart = torch.zeros(3, 7)
+    restart[:, 0] = 1
+    if mid_restarts:
+        restart[0, 2] = restart[2, 5] = 1
+    target = torch.randn(3, 7, Z)
+
+    def grads(loss):
+        model.zero_grad()
+        loss.backward()
+        return [p.grad.clone() for p in model.parameters()]
+
+    out, _ = model(z, action, restart)
+    fused = grads(mdnrnn_loss(out, target, restart, torch.zeros(3, 7))["total"])
+    state, parts = None, []
+    for t in range(7):
+        step_out, state = model.step(z[:, t], action[:, t], state, restart[:, t])
+        parts.append(step_out)
+    stacked = MDNOutput(*(torch.stack([getattr(p, f) for p in parts], 1) for f in MDNOutput._fields))
+    stepped = grads(mdnrnn_loss(stacked, target, restart, torch.zeros(3, 7))["total"])
+    for a, b in zip(fused, stepped):
+        assert torch.allclose(a, b, atol=1e-5)
 
 
 def test_restart_zeroes_state_before_the_step():

@@ -61,3 +61,11 @@ def test_task_that_always_hangs_stops_cleanly():
         with pytest.raises(WorkerError, match="longer than 1 s"):
             pool.next_result()
     assert time.monotonic() - started < 30
+
+
+def test_failing_initializer_fails_tasks_with_its_error():
+    with WorkerPool(1, initializer=tasks.broken_initializer) as pool:
+        pool.submit("t", tasks.square, 2)
+        with pytest.raises(WorkerError, match="initializer raised RuntimeError: cannot load the model") as info:
+            pool.next_result()
+    assert "Traceback" in info.value.details and "\n" not in str(info.value)

@@ -37,3 +37,7 @@ def hang_once(marker: str, seconds: float) -> str:
         Path(marker).touch()
         time.sleep(seconds)
     return "done"
+
+
+def broken_initializer() -> None:
+    raise RuntimeError("cannot load the model")

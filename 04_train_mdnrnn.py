@@ -1,0 +1,117 @@
+#!/usr/bin/env python
+"""Stage 04: train the MDN-RNN (M) on the latent series, streamed from disk with bounded memory.
+
+Example: python 04_train_mdnrnn.py --logdir runs/doom --epochs 20 --num_mixtures 5
+Rerun the same command to continue an interrupted run (mid-epoch too); --new_model starts over.
+Writes <savefolder>/last.pt, best.pt (lowest validation loss) and losses.csv.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+import torch
+
+from common.cli import ArgumentParser, non_negative_int, positive_float, positive_int, run_main
+from common.device import DEVICE_HELP
+from common.errors import UserError
+from training.mdnrnn import DEFAULT_SEQ_LEN, ENV_SEQ_LEN, MDNTrainConfig, train_mdnrnn
+
+
+def _float_in(text: str, low: float, high: float, high_open: bool) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (low <= value < high if high_open else low <= value <= high):
+        raise argparse.ArgumentTypeError(f"must be in [{low:g}, {high:g}{')' if high_open else ']'}, got {text}")
+    return value
+
+
+def fraction(text: str) -> float:
+    return _float_in(text, 0.0, 1.0, high_open=True)
+
+
+def decay(text: str) -> float:
+    value = _float_in(text, 0.0, 1.0, high_open=False)
+    if value == 0:
+        raise argparse.ArgumentTypeError("must be > 0")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    return _float_in(text, 0.0, float("inf"), high_open=True)
+
+
+def build_parser() -> ArgumentParser:
+    p = ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--logdir", default=None,
+                   help="experiment folder holding series/ (required unless --input_data_folder and --savefolder)")
+    p.add_argument("--input_data_folder", default=None, help="series from stage 03 (default: <logdir>/series)")
+    p.add_argument("--savefolder", default=None, help="where checkpoints and logs go (default: <logdir>/mdnrnn)")
+    p.add_argument("--epochs", type=positive_int, default=20,
+                   help="passes over the training episodes in total; a rerun continues up to this many (paper: 20)")
+    p.add_argument("--num_mixtures", type=positive_int, default=None,
+                   help="Gaussians per z dimension (default: the env's; 5 as in the paper)")
+    p.add_argument("--hidden", type=positive_int, default=None,
+                   help="LSTM size (default: the env's; doom 512, carracing 256)")
+    p.add_argument("--seq_len", type=positive_int, default=None,
+                   help=f"input steps per training sequence; longer episodes are cut into several (default: "
+                        f"{DEFAULT_SEQ_LEN} as the reference's Doom M, "
+                        + ", ".join(f"{k} {v}" for k, v in ENV_SEQ_LEN.items()) + " = whole episodes)")
+    p.add_argument("--batch_size", type=positive_int, default=100, help="sequences per Adam step (paper: 100)")
+    p.add_argument("--lr", type=positive_float, default=1e-3, help="initial Adam learning rate (paper: 1e-3)")
+    p.add_argument("--min_lr", type=non_negative_float, default=1e-5,
+                   help="learning rate floor: lr(step) = (lr - min_lr) * lr_decay**step + min_lr (paper: 1e-5)")
+    p.add_argument("--lr_decay", type=decay, default=0.99999,
+                   help="per-step learning rate decay (paper's Doom M: 0.99999; 1 = constant)")
+    p.add_argument("--grad_clip", type=non_negative_float, default=1.0,
+                   help="clip each gradient entry to [-v, v] (by value, as the paper's code; 0 = off)")
+    p.add_argument("--skip_ahead", type=positive_int, default=1,
+                   help="train M to predict z[t + K] instead of z[t + 1] (done/reward targets stay at step t)")
+    reward = p.add_mutually_exclusive_group()
+    reward.add_argument("--predict_reward", dest="predict_reward", action="store_true", default=None,
+                        help="add a reward head (MSE on reward[t]) (default: the env's; off for doom and carracing, "
+                             "on for other Gymnasium envs)")
+    reward.add_argument("--no_predict_reward", dest="predict_reward", action="store_false", default=argparse.SUPPRESS,
+                        help="no reward head, whatever the env's default")
+    p.add_argument("--val_fraction", type=fraction, default=0.05,
+                   help="hold out every (1/val_fraction)-th episode for validation, at least one; "
+                        "0 or a single-episode folder: no validation (best.pt by training loss)")
+    p.add_argument("--seed", type=non_negative_int, default=0,
+                   help="seeds the initial weights, each epoch's batches and the z noise")
+    p.add_argument("--num_threads", type=positive_int, default=torch.get_num_threads(),
+                   help="torch intra-op threads for training")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
+    p.add_argument("--new_model", action="store_true",
+                   help="start over: ignore and replace last.pt, best.pt and losses.csv")
+    p.add_argument("--checkpoint_every_minutes", type=positive_float, default=10.0,
+                   help="also write last.pt this often within an epoch, so a kill loses at most this much")
+    p.add_argument("--checkpoint_every_steps", type=non_negative_int, default=0,
+                   help="also write last.pt every this many steps within an epoch (0 = by time only)")
+    p.add_argument("--no_progress", action="store_true", help="no progress bar")
+    return p
+
+
+def main() -> None:
+    args = build_parser().parse_args()
+    if args.logdir is None and None in (args.input_data_folder, args.savefolder):
+        raise UserError("give --logdir (e.g. runs/doom), or both --input_data_folder and --savefolder")
+    logdir = Path(args.logdir) if args.logdir else None
+    config = MDNTrainConfig(
+        input_folder=args.input_data_folder or os.path.join(logdir, "series"),
+        savefolder=args.savefolder or os.path.join(logdir, "mdnrnn"),
+        epochs=args.epochs, num_mixtures=args.num_mixtures, hidden=args.hidden, seq_len=args.seq_len,
+        batch_size=args.batch_size, lr=args.lr, min_lr=args.min_lr, lr_decay=args.lr_decay,
+        grad_clip=args.grad_clip, skip_ahead=args.skip_ahead, predict_reward=args.predict_reward,
+        val_fraction=args.val_fraction, seed=args.seed, num_threads=args.num_threads, device=args.device,
+        new_model=args.new_model, checkpoint_every_steps=args.checkpoint_every_steps,
+        checkpoint_every_minutes=args.checkpoint_every_minutes, progress=not args.no_progress,
+    )
+    print(train_mdnrnn(config).line(), flush=True)
+
+
+if __name__ == "__main__":
+    run_main(main)

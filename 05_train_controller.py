@@ -1,0 +1,96 @@
+#!/usr/bin/env python
+"""Stage 05: train the linear controller C by CMA-ES, in the dream (M as simulator) or in the real env.
+
+Example: python 05_train_controller.py --logdir runs/doom --mode dream --pop_size 64 --num_rollouts 16
+Rerun the same command to continue; --new_model starts over.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from common.cli import (
+    ArgumentParser,
+    ensure_writable_dir,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    run_main,
+)
+from common.device import DEVICE_HELP, resolve_device
+from common.errors import UserError
+from common.workers import WorkerError
+from control.options import add_world_flags, real_env_kwargs, world_paths
+from control.train import ControllerTrainConfig, train_controller
+from control.world import load_mdnrnn
+from envs.registry import get_spec
+
+
+def build_parser() -> ArgumentParser:
+    p = ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--logdir", required=True, help="experiment folder holding vae/, mdnrnn/, series/")
+    p.add_argument("--savefolder", default=None, help="where CMA state, checkpoints and logs go "
+                                                      "(default: <logdir>/controller)")
+    p.add_argument("--mode", choices=["dream", "real"], default="dream",
+                   help="dream: all candidates x rollouts in one batched dream rollout; real: episodes in the "
+                        "real env on CPU worker processes (the CarRacing path)")
+    p.add_argument("--pop_size", type=positive_int, default=64, help="CMA-ES population size (paper: 64)")
+    p.add_argument("--num_rollouts", type=positive_int, default=16,
+                   help="episodes per candidate; fitness is their mean return (paper: 16)")
+    p.add_argument("--sigma_init", type=positive_float, default=0.1, help="initial CMA-ES step size (paper: 0.1)")
+    p.add_argument("--temperature", type=float, default=None,
+                   help="dream temperature tau (default: the env's; 1.15 for doom as in the paper)")
+    p.add_argument("--max_steps", type=positive_int, default=None,
+                   help="episode cap in steps (default: the env's; 2100 doom, 1000 carracing)")
+    p.add_argument("--max_generations", type=positive_int, default=2000, help="stop after this many generations")
+    p.add_argument("--eval_every", type=positive_int, default=25,
+                   help="score the CMA mean on fixed seeds every N generations (and at the last)")
+    p.add_argument("--eval_episodes", type=positive_int, default=None,
+                   help="episodes per evaluation (default: 1024 in the dream as the reference, 100 real)")
+    p.add_argument("--target_return", type=float, default=None, help="stop once an evaluation reaches this")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="seeds CMA-ES and the rollout scenarios")
+    p.add_argument("--workers", type=positive_int, default=os.cpu_count() or 1,
+                   help="real mode: worker processes (V, M, C on CPU, one torch thread each)")
+    p.add_argument("--worker_timeout", type=positive_float, default=600.0,
+                   help="real mode: seconds one episode may take before its worker is replaced")
+    p.add_argument("--device", default="cpu", help=f"dream mode: where the batched dream runs; {DEVICE_HELP}")
+    p.add_argument("--new_model", action="store_true", help="discard saved CMA state and start over")
+    p.add_argument("--no_progress", action="store_true", help="no progress bar")
+    add_world_flags(p)
+    return p
+
+
+def main() -> None:
+    args = build_parser().parse_args()
+    logdir = Path(args.logdir)
+    paths = world_paths(args, logdir)
+    out_dir = ensure_writable_dir(args.savefolder or logdir / "controller",
+                                  "--savefolder" if args.savefolder else "--logdir")
+    _, env = load_mdnrnn(paths.mdnrnn)
+    spec = get_spec(env)
+    temperature = spec.dream_temperature if args.temperature is None else args.temperature
+    if temperature < 0:
+        raise UserError(f"--temperature must be >= 0, got {temperature}")
+    if args.pop_size < 2:
+        raise UserError("--pop_size must be at least 2 for CMA-ES")
+    config = ControllerTrainConfig(
+        mode=args.mode, pop_size=args.pop_size, num_rollouts=args.num_rollouts, sigma_init=args.sigma_init,
+        temperature=temperature, max_steps=args.max_steps or spec.max_episode_steps or 1000,
+        max_generations=args.max_generations, eval_every=args.eval_every,
+        eval_episodes=args.eval_episodes or (1024 if args.mode == "dream" else 100),
+        target_return=args.target_return, seed=args.seed, workers=args.workers,
+        worker_timeout=args.worker_timeout,
+    )
+    try:
+        result = train_controller(config, paths, out_dir, real_env_kwargs(args, logdir), args.new_model,
+                                  progress=not args.no_progress, device=resolve_device(args.device))
+    except WorkerError as e:
+        raise UserError(f"{e}; the last finished generation is saved, rerun to continue") from None
+    best = "none yet" if result.best_eval is None else f"{result.best_eval:.1f} (generation {result.best_generation})"
+    why = "target return reached" if result.stopped_early else f"{result.generations} generations done"
+    print(f"{out_dir}: {why} | best eval of the CMA mean: {best} | time: {result.seconds:.1f} s")
+
+
+if __name__ == "__main__":
+    run_main(main)

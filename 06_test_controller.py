@@ -1,0 +1,118 @@
+#!/usr/bin/env python
+"""Stage 06: score the trained controller over N episodes (real env by default, or the dream).
+
+Example: python 06_test_controller.py --logdir runs/doom --episodes 100
+Prints every episode's score, then mean ± std (the reference's 100-episode protocol). Episode i uses
+seed --seed + i, so `--random` scores the random-policy baseline on exactly the same episodes.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from common.cli import ArgumentParser, non_negative_int, positive_float, positive_int, run_main
+from common.device import DEVICE_HELP, resolve_device
+from common.errors import UserError
+from common.workers import WorkerError
+from control.evaluate import (
+    Scores,
+    evaluate_dream,
+    evaluate_real,
+    load_controller,
+    record_dream_episode,
+    record_real_episode,
+)
+from control.options import add_world_flags, env_name, real_env_kwargs, world_paths
+from control.world import best_or_last, load_world
+from data.policies import POLICIES
+from envs.registry import get_spec
+
+
+def build_parser() -> ArgumentParser:
+    p = ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--logdir", required=True, help="experiment folder (controller/, vae/, mdnrnn/, series/)")
+    p.add_argument("--controller", default=None,
+                   help="controller checkpoint (default: <logdir>/controller/best.pt, else last.pt)")
+    p.add_argument("--episodes", type=positive_int, default=100, help="episodes to score (reference: 100)")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="episode i uses seed + i")
+    p.add_argument("--dream", action="store_true", help="score in the dream (M as simulator) instead")
+    p.add_argument("--temperature", type=float, default=None,
+                   help="dream temperature (default: the env's; 1.15 for doom)")
+    p.add_argument("--random", action="store_true",
+                   help="score the random policy instead of the controller (the baseline; same seeds)")
+    p.add_argument("--random_policy", choices=sorted(POLICIES), default=None,
+                   help="random policy for --random (default: the env's stage-01 policy)")
+    p.add_argument("--max_steps", type=positive_int, default=None,
+                   help="episode cap (default: the env's; 2100 doom, 1000 carracing)")
+    p.add_argument("--workers", type=positive_int, default=os.cpu_count() or 1,
+                   help="real env: parallel worker processes (V, M, C on CPU, one thread each)")
+    p.add_argument("--worker_timeout", type=positive_float, default=600.0,
+                   help="seconds one episode may take before its worker is replaced")
+    p.add_argument("--record", default=None, metavar="FILE.gif",
+                   help="also play episode 0 once more in-process and save it (.gif, or .mp4 with imageio-ffmpeg): "
+                        "real = 64x64 input | V's reconstruction; dream = decoded dream")
+    p.add_argument("--render", action="store_true",
+                   help="play episode 0 in a window (real env; needs a display, e.g. xvfb-run) instead of scoring")
+    p.add_argument("--fps", type=positive_float, default=30.0, help="frames per second of --record")
+    p.add_argument("--env", default=None, help="env name (default: from the rollouts' meta.json or M's checkpoint)")
+    p.add_argument("--device", default="cpu", help=f"dream only; {DEVICE_HELP}")
+    p.add_argument("--no_progress", action="store_true", help="no progress bar")
+    add_world_flags(p)
+    return p
+
+
+def main() -> None:
+    args = build_parser().parse_args()
+    logdir = Path(args.logdir)
+    paths = world_paths(args, logdir)
+    spec = get_spec(env_name(args, logdir, paths))
+    max_steps = args.max_steps or spec.max_episode_steps or 1000
+    temperature = spec.dream_temperature if args.temperature is None else args.temperature
+    seeds = [args.seed + i for i in range(args.episodes)]
+    policy = args.random_policy or spec.default_policy
+    env_kwargs = real_env_kwargs(args, logdir)
+    if args.dream and args.random:
+        raise UserError("--random scores the real env only; drop --dream")
+
+    params = None
+    if not args.random:
+        world = load_world(paths, "cpu", with_vae=args.record is not None or args.render)
+        path = Path(args.controller) if args.controller else best_or_last(logdir / "controller")
+        params = load_controller(path, spec.name, world.controller.num_params)
+
+    if args.render:
+        if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+            raise UserError("--render needs a display; run under `xvfb-run -a` or use --record FILE.gif")
+        score, length = record_real_episode(spec, env_kwargs, paths, params, seeds[0], max_steps, policy, None,
+                                            render_mode="human")
+        print(f"episode 0 (seed {seeds[0]}): score {score:.1f}, {length} steps")
+        return
+
+    try:
+        if args.dream:
+            result = evaluate_dream(paths, params, seeds, temperature, max_steps, resolve_device(args.device))
+        else:
+            result = evaluate_real(spec, env_kwargs, None if args.random else paths, params, seeds, max_steps,
+                                   args.workers, args.worker_timeout, policy, progress=not args.no_progress)
+    except WorkerError as e:
+        raise UserError(str(e)) from None
+    print_scores(result)
+    if args.record:
+        if args.dream:
+            score, length = record_dream_episode(paths, params, seeds[0], temperature, max_steps, Path(args.record),
+                                                 args.fps)
+        else:
+            score, length = record_real_episode(spec, env_kwargs, paths, params, seeds[0], max_steps, policy,
+                                                Path(args.record), fps=args.fps)
+        print(f"recorded episode 0 (seed {seeds[0]}, score {score:.1f}, {length} steps) to {args.record}")
+
+
+def print_scores(result: Scores) -> None:
+    for i, (seed, score, length) in enumerate(zip(result.seeds, result.scores, result.lengths)):
+        print(f"episode {i:4d}  seed {seed:7d}  score {score:9.1f}  steps {int(length):5d}")
+    print(result.summary())
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,1 @@
+"""The controller's world: loading V+M, acting in real envs, CMA-ES training and evaluation."""

@@ -1,0 +1,133 @@
+"""Stage 06 as a library: score a controller (or the random baseline) over N episodes on fixed seeds.
+
+Episode i uses seed `seed + i` in the real env (or as its dream scenario), so the controller and the
+random policy face the same episodes, and a rerun gives the same scores.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from common.checkpoints import load_checkpoint
+from common.errors import DataError
+from common.recorder import save_video, side_by_side
+from common.workers import WorkerPool
+from control.agent import WorldModelAgent
+from control.real import agent_episode_task, init_worker, random_chooser, random_episode_task, run_episode
+from control.world import WorldPaths, load_world
+from envs.dream import DreamEnv, model_actions, rollout_population
+from envs.registry import EnvSpec
+from models.controller import act
+
+
+@dataclass
+class Scores:
+    label: str
+    seeds: list[int]
+    scores: np.ndarray
+    lengths: np.ndarray
+
+    def summary(self) -> str:
+        return (f"{self.label}: {self.scores.mean():.1f} ± {self.scores.std():.1f} over {len(self.scores)} "
+                f"episodes (min {self.scores.min():.0f}, max {self.scores.max():.0f}, "
+                f"mean length {self.lengths.mean():.0f})")
+
+
+def load_controller(path: Path, env: str, num_params: int) -> np.ndarray:
+    state = load_checkpoint(path, "controller", expect={"env": env})
+    params = state["model"].get("params")
+    if params is None or params.numel() != num_params:
+        raise DataError(f"{path}: controller has {0 if params is None else params.numel()} params; the V and M "
+                        f"given need {num_params} (was it trained with other models?)")
+    return params.double().numpy()
+
+
+def evaluate_dream(paths: WorldPaths, params: np.ndarray, seeds: list[int], temperature: float,
+                   max_steps: int, device: str | torch.device = "cpu") -> Scores:
+    world = load_world(paths, device, with_vae=False)
+    scores, lengths = rollout_population(world, torch.as_tensor(params[None], dtype=torch.float32), seeds,
+                                         temperature, max_steps)
+    return Scores(f"controller (dream, tau={temperature:g})", seeds, scores[0], lengths[0])
+
+
+def evaluate_real(spec: EnvSpec, env_kwargs: dict, paths: WorldPaths | None, params: np.ndarray | None,
+                  seeds: list[int], max_steps: int, workers: int, timeout: float, policy: str,
+                  progress: bool = True) -> Scores:
+    """Real-env episodes on worker processes; params None scores the random `policy` instead."""
+    init_args = (spec.name, env_kwargs, str(paths.vae) if paths else None, str(paths.mdnrnn) if paths else None)
+    scores, lengths = np.zeros(len(seeds)), np.zeros(len(seeds))
+    bar = tqdm(total=len(seeds), unit="ep", desc="episodes", disable=None if progress else True)
+    with WorkerPool(workers, init_worker, init_args, task_timeout=timeout) as pool:
+        for i, seed in enumerate(seeds):
+            if params is None:
+                pool.submit(i, random_episode_task, policy, seed, max_steps)
+            else:
+                pool.submit(i, agent_episode_task, params.astype(np.float32), seed, max_steps)
+        while pool.pending:
+            i, (scores[i], lengths[i]) = pool.next_result()
+            bar.update(1)
+    bar.close()
+    label = f"random policy ({policy}, real)" if params is None else "controller (real)"
+    return Scores(label, seeds, scores, lengths)
+
+
+def record_real_episode(spec: EnvSpec, env_kwargs: dict, paths: WorldPaths | None, params: np.ndarray | None,
+                        seed: int, max_steps: int, policy: str, out: Path | None, render_mode: str | None = None,
+                        fps: float = 30.0) -> tuple[float, int]:
+    """Play one real episode in-process (for a window or a video); with `out`, save
+    [64x64 input | V's reconstruction of the z the controller saw] per step."""
+    env = spec.create(render_mode=render_mode, **env_kwargs)
+    frames: list[np.ndarray] = []
+    try:
+        if params is None:
+            choose, agent = random_chooser(env, policy, seed), None
+        else:
+            world = load_world(paths, "cpu")
+            agent = WorldModelAgent(spec, world.vae, world.mdnrnn, params)
+            agent.reset(seed)
+            choose = agent.act
+
+        def choose_and_record(obs: np.ndarray) -> np.ndarray:
+            action = choose(obs)
+            if out is not None:
+                panels = [obs] if agent is None else [obs, _decode(agent.vae, agent.z)]
+                frames.append(side_by_side(panels))
+            return action
+
+        episode = run_episode(env, choose_and_record, seed, max_steps)
+    finally:
+        env.close()
+    if out is not None:
+        save_video(frames, out, fps)
+    return episode.score, episode.length
+
+
+def _decode(vae: torch.nn.Module, z: torch.Tensor) -> np.ndarray:
+    with torch.no_grad():
+        frame = vae.decode(z[:1])[0]
+    return frame.permute(1, 2, 0).clamp(0, 1).mul(255).round().to(torch.uint8).cpu().numpy()
+
+
+def record_dream_episode(paths: WorldPaths, params: np.ndarray, seed: int, temperature: float, max_steps: int,
+                         out: Path, fps: float = 30.0) -> tuple[float, int]:
+    """One dream episode decoded by V, saved as a video."""
+    world = load_world(paths, "cpu")
+    env = DreamEnv(world, temperature, max_steps, render_mode="rgb_array")
+    obs, _ = env.reset(seed=seed)
+    frames, score, length = [side_by_side([env.render()])], 0.0, 0  # render() decodes z with V
+    tensor = torch.as_tensor(params, dtype=torch.float32)
+    while True:
+        raw = act(world.controller, tensor, torch.as_tensor(obs)[None])
+        obs, reward, terminated, truncated, _ = env.step(model_actions(world.spec, raw)[0].numpy())
+        score += reward
+        length += 1
+        frames.append(side_by_side([env.render()]))
+        if terminated or truncated:
+            break
+    save_video(frames, out, fps)
+    return score, length

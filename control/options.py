@@ -1,0 +1,41 @@
+"""Flags that stages 05 and 06 share: where V, M and the initial latents are, and the real env's options."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from common.cli import json_object
+from control.world import WorldPaths, load_mdnrnn
+from data.rollouts import read_meta
+
+
+def add_world_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--vae", default=None, help="VAE checkpoint (default: <logdir>/vae/best.pt, else last.pt)")
+    parser.add_argument("--mdnrnn", default=None,
+                        help="MDN-RNN checkpoint (default: <logdir>/mdnrnn/best.pt, else last.pt)")
+    parser.add_argument("--initial_z", default=None,
+                        help="initial latents for dream resets (default: <logdir>/series/initial_z.npz)")
+    parser.add_argument("--env_kwargs", type=json_object, default=None,
+                        help="JSON options for the real env (default: those the rollouts were collected with)")
+
+
+def world_paths(args: argparse.Namespace, logdir: Path) -> WorldPaths:
+    return WorldPaths.from_logdir(logdir, args.vae, args.mdnrnn, args.initial_z)
+
+
+def real_env_kwargs(args: argparse.Namespace, logdir: Path) -> dict:
+    if args.env_kwargs is not None:
+        return args.env_kwargs
+    meta = read_meta(logdir / "rollouts") if (logdir / "rollouts").is_dir() else None
+    return dict(meta.get("env_kwargs", {})) if meta else {}
+
+
+def env_name(args: argparse.Namespace, logdir: Path, paths: WorldPaths) -> str:
+    """The env of this run: --env, else the rollouts' meta.json, else what M was trained for."""
+    if getattr(args, "env", None):
+        return args.env
+    meta = read_meta(logdir / "rollouts") if (logdir / "rollouts").is_dir() else None
+    if meta:
+        return meta["env"]
+    return load_mdnrnn(paths.mdnrnn)[1]

@@ -1,0 +1,209 @@
+"""Stage 05 as a library: CMA-ES on the controller's parameters, in the dream or in the real env.
+
+Fitness of a candidate is its mean return over `num_rollouts` episodes. All candidates of a generation
+share the same `num_rollouts` scenario seeds (common random numbers): the ranking then compares
+controllers on identical scenarios, which matters more to CMA-ES than the spread of scenarios within a
+generation. (The reference shared each seed between pairs of candidates.) Seeds change every generation.
+
+Every `eval_every` generations the CMA mean (what the reference evaluated and saved) is scored on fixed
+seeds; `best.pt` keeps the best such mean. The CMA state is saved after every generation, so rerunning
+the same command continues where a killed run stopped.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from common.checkpoints import load_checkpoint, save_checkpoint
+from common.csvlog import CsvLog, drop_rows_after, read_csv
+from common.errors import DataError
+from common.plot import line_chart
+from common.workers import WorkerPool
+from control.cmaes import CMAES
+from control.real import agent_episode_task, init_worker
+from control.world import WorldPaths, load_world
+from envs.dream import WorldModel, rollout_population
+
+EVAL_SEED_BASE = 1_000_000  # evaluation scenarios, fixed for the whole run
+LOG_FIELDS = ["generation", "seconds", "mean_fitness", "min_fitness", "max_fitness", "std_fitness",
+              "sigma", "rms_stdev", "mean_length", "eval_score", "eval_std", "best_eval"]
+
+
+@dataclass(frozen=True)
+class ControllerTrainConfig:
+    mode: str = "dream"
+    pop_size: int = 64
+    num_rollouts: int = 16
+    sigma_init: float = 0.1
+    temperature: float = 1.15
+    max_steps: int = 2100
+    max_generations: int = 2000
+    eval_every: int = 25
+    eval_episodes: int = 1024
+    target_return: float | None = None
+    seed: int = 0
+    workers: int = 2
+    worker_timeout: float = 600.0
+
+    def identity(self) -> dict[str, Any]:
+        """Settings a resumed run must share with the saved one."""
+        return {"mode": self.mode, "pop_size": self.pop_size, "num_rollouts": self.num_rollouts,
+                "seed": self.seed}
+
+
+def generation_seeds(seed: int, generation: int, count: int) -> list[int]:
+    return np.random.default_rng([seed, generation]).integers(0, 2**31 - 1, count).tolist()
+
+
+def eval_seeds(count: int) -> list[int]:
+    return list(range(EVAL_SEED_BASE, EVAL_SEED_BASE + count))
+
+
+class DreamEvaluator:
+    """Whole population x rollouts in one batched dream rollout."""
+
+    def __init__(self, world: WorldModel, temperature: float, max_steps: int) -> None:
+        self.world, self.temperature, self.max_steps = world, temperature, max_steps
+
+    def __call__(self, params: np.ndarray, seeds: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        tensor = torch.as_tensor(params, dtype=torch.float32)
+        return rollout_population(self.world, tensor, seeds, self.temperature, self.max_steps)
+
+    def close(self) -> None:
+        pass
+
+
+class RealEvaluator:
+    """Each (candidate, seed) episode is one task for a pool of CPU worker processes holding V and M."""
+
+    def __init__(self, env: str, env_kwargs: dict, paths: WorldPaths, max_steps: int, workers: int,
+                 timeout: float) -> None:
+        self.max_steps = max_steps
+        self.pool = WorkerPool(workers, init_worker, (env, env_kwargs, str(paths.vae), str(paths.mdnrnn)),
+                               task_timeout=timeout)
+
+    def __call__(self, params: np.ndarray, seeds: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        returns = np.zeros((len(params), len(seeds)))
+        lengths = np.zeros_like(returns)
+        for p, candidate in enumerate(params):
+            for r, seed in enumerate(seeds):
+                self.pool.submit((p, r), agent_episode_task, candidate.astype(np.float32), seed, self.max_steps)
+        while self.pool.pending:
+            (p, r), (score, length) = self.pool.next_result()
+            returns[p, r], lengths[p, r] = score, length
+        return returns, lengths
+
+    def close(self) -> None:
+        self.pool.close()
+
+
+@dataclass
+class TrainResult:
+    generations: int
+    best_eval: float | None
+    best_generation: int | None
+    seconds: float
+    stopped_early: bool
+
+
+def _controller_record(world: WorldModel, config: ControllerTrainConfig, env: str) -> dict[str, Any]:
+    return {"env": env, **world.controller.to_dict(), "num_params": world.controller.num_params,
+            "z_size": world.mdnrnn.z_size, "hidden_size": world.mdnrnn.hidden_size,
+            "temperature": config.temperature, **config.identity()}
+
+
+def train_controller(config: ControllerTrainConfig, paths: WorldPaths, out_dir: Path, env_kwargs: dict,
+                     new_model: bool = False, progress: bool = True, device: str | torch.device = "cpu",
+                     ) -> TrainResult:
+    world = load_world(paths, device if config.mode == "dream" else "cpu", with_vae=False)
+    env = world.spec.name
+    record = _controller_record(world, config, env)
+    state_path, last_path, best_path = out_dir / "es_state.pkl", out_dir / "last.pt", out_dir / "best.pt"
+    log_path = out_dir / "log.csv"
+    if new_model:
+        for p in (state_path, last_path, best_path, log_path, out_dir / "progress.png"):
+            p.unlink(missing_ok=True)
+
+    best_eval, best_generation, seconds_before = None, None, 0.0
+    if state_path.exists():
+        last = load_checkpoint(last_path, "controller", expect=record, hint="use --new_model to start over")
+        es = CMAES.load(state_path)
+        if es.generation != last["progress"].get("generation"):
+            raise DataError(f"{state_path}: CMA state is at generation {es.generation} but {last_path} at "
+                            f"{last['progress'].get('generation')}; use --new_model to start over")
+        seconds_before = float(last["progress"].get("seconds", 0.0))
+        best_eval = last["progress"].get("best_eval")
+        best_generation = last["progress"].get("best_generation")
+        drop_rows_after(log_path, "generation", es.generation)
+    else:
+        es = CMAES(world.controller.num_params, config.sigma_init, config.pop_size, config.seed)
+    log = CsvLog(log_path, LOG_FIELDS)
+
+    bar = tqdm(total=config.max_generations, initial=es.generation, unit="gen", desc=f"CMA-ES ({config.mode})",
+               disable=None if progress else True, dynamic_ncols=True)
+    if config.mode == "dream":
+        evaluator: Any = DreamEvaluator(world, config.temperature, config.max_steps)
+    else:
+        evaluator = RealEvaluator(env, env_kwargs, paths, config.max_steps, config.workers, config.worker_timeout)
+    started = time.perf_counter()
+    stopped_early = False
+    try:
+        while es.generation < config.max_generations:
+            generation = es.generation + 1
+            solutions = es.ask()
+            returns, lengths = evaluator(solutions, generation_seeds(config.seed, generation, config.num_rollouts))
+            fitness = returns.mean(axis=1)
+            es.tell(solutions, fitness)
+            row: dict[str, Any] = {
+                "generation": generation, "mean_fitness": float(fitness.mean()),
+                "min_fitness": float(fitness.min()), "max_fitness": float(fitness.max()),
+                "std_fitness": float(fitness.std()), "sigma": es.sigma, "rms_stdev": es.rms_stdev,
+                "mean_length": float(lengths.mean()),
+            }
+            if generation % config.eval_every == 0 or generation == config.max_generations:
+                scores, _ = evaluator(es.mean[None], eval_seeds(config.eval_episodes))
+                row["eval_score"], row["eval_std"] = float(scores.mean()), float(scores.std())
+                if best_eval is None or row["eval_score"] > best_eval:
+                    best_eval, best_generation = row["eval_score"], generation
+                    save_checkpoint(best_path, "controller", record, {"params": torch.as_tensor(es.mean)},
+                                    progress={"generation": generation, "eval_score": best_eval,
+                                              "eval_std": row["eval_std"], "eval_episodes": config.eval_episodes})
+            seconds = seconds_before + time.perf_counter() - started
+            row.update(seconds=seconds, best_eval="" if best_eval is None else best_eval)
+            log.append(row)
+            save_checkpoint(last_path, "controller", record, {"params": torch.as_tensor(es.mean)},
+                            progress={"generation": generation, "seconds": seconds, "best_eval": best_eval,
+                                      "best_generation": best_generation})
+            es.save(state_path)
+            plot_progress(log_path, out_dir / "progress.png")
+            bar.update(1)
+            bar.set_postfix(mean=f"{row['mean_fitness']:.1f}", max=f"{row['max_fitness']:.1f}",
+                            best_eval="-" if best_eval is None else f"{best_eval:.1f}", refresh=False)
+            if config.target_return is not None and "eval_score" in row and row["eval_score"] >= config.target_return:
+                stopped_early = True
+                break
+    finally:
+        evaluator.close()
+        bar.close()
+    return TrainResult(es.generation, best_eval, best_generation,
+                       seconds_before + time.perf_counter() - started, stopped_early)
+
+
+def plot_progress(log_path: Path, png_path: Path) -> None:
+    rows = read_csv(log_path)
+    if not rows:
+        return
+    gens = [float(r["generation"]) for r in rows]
+    series = {name: (gens, [float(r[key]) for r in rows])
+              for name, key in (("mean fitness", "mean_fitness"), ("max fitness", "max_fitness"))}
+    evals = [(float(r["generation"]), float(r["eval_score"])) for r in rows if r.get("eval_score")]
+    if evals:
+        series["eval (CMA mean)"] = ([g for g, _ in evals], [s for _, s in evals])
+    line_chart(series, png_path, "controller training (CMA-ES)", "generation", "return")

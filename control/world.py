@@ -1,0 +1,92 @@
+"""Load the trained V and M (and real initial latents) from a run folder, checking they belong together."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from common.checkpoints import load_checkpoint, load_state_dict_checked
+from common.errors import DataError
+from envs.dream import WorldModel
+from envs.registry import get_spec
+from models.mdnrnn import MDNRNN
+from models.vae import ConvVAE
+
+
+@dataclass(frozen=True)
+class WorldPaths:
+    vae: Path
+    mdnrnn: Path
+    initial_z: Path
+
+    @classmethod
+    def from_logdir(cls, logdir: str | Path, vae: str | None = None, mdnrnn: str | None = None,
+                    initial_z: str | None = None) -> WorldPaths:
+        logdir = Path(logdir)
+        return cls(
+            vae=Path(vae) if vae else best_or_last(logdir / "vae"),
+            mdnrnn=Path(mdnrnn) if mdnrnn else best_or_last(logdir / "mdnrnn"),
+            initial_z=Path(initial_z) if initial_z else logdir / "series" / "initial_z.npz",
+        )
+
+
+def best_or_last(folder: Path) -> Path:
+    """best.pt if it exists, else last.pt (the path named in errors when neither does)."""
+    best = folder / "best.pt"
+    return best if best.exists() or not (folder / "last.pt").exists() else folder / "last.pt"
+
+
+def load_vae(path: Path, device: torch.device | str = "cpu", env: str | None = None) -> tuple[ConvVAE, str]:
+    state = load_checkpoint(path, "vae", expect={"env": env} if env else None)
+    config = state["config"]
+    vae = ConvVAE(int(config["z_size"]))
+    load_state_dict_checked(vae, state, path)
+    return vae.to(device).eval(), config.get("env", "")
+
+
+def load_mdnrnn(path: Path, device: torch.device | str = "cpu", env: str | None = None) -> tuple[MDNRNN, str]:
+    state = load_checkpoint(path, "mdnrnn", expect={"env": env} if env else None)
+    config = dict(state["config"])
+    env_name = config.pop("env", "")
+    try:
+        model = MDNRNN.from_config(config)
+    except TypeError as e:
+        raise DataError(f"{path}: checkpoint config does not describe an MDN-RNN ({e})") from None
+    load_state_dict_checked(model, state, path)
+    return model.to(device).eval(), env_name
+
+
+def load_initial_z(path: Path, z_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            mu, logvar = npz["mu"].astype(np.float32), npz["logvar"].astype(np.float32)
+    except FileNotFoundError:
+        raise DataError(f"{path}: no initial latents (stage 03 writes them)") from None
+    except Exception as e:
+        raise DataError(f"{path}: corrupt or not an initial-latent file ({type(e).__name__}: {e})") from None
+    if mu.ndim != 2 or mu.shape != logvar.shape or mu.shape[1] != z_size or len(mu) == 0:
+        raise DataError(f"{path}: initial latents have shape {mu.shape}, expected (N, {z_size})")
+    return torch.from_numpy(mu), torch.from_numpy(logvar)
+
+
+def load_world(paths: WorldPaths, device: torch.device | str = "cpu", with_vae: bool = True) -> WorldModel:
+    """V (optional), M and initial latents, checked to be for the same env and z size."""
+    mdnrnn, env = load_mdnrnn(paths.mdnrnn, device)
+    if not env:
+        raise DataError(f"{paths.mdnrnn}: checkpoint does not record its env")
+    spec = get_spec(env)
+    vae = None
+    if with_vae:
+        vae, vae_env = load_vae(paths.vae, device)
+        if vae_env != env:
+            raise DataError(f"{paths.vae}: VAE was trained for env {vae_env!r}, M for {env!r}")
+        if vae.z_size != mdnrnn.z_size:
+            raise DataError(f"{paths.vae}: VAE z size {vae.z_size} does not match M's {mdnrnn.z_size}")
+    mu, logvar = load_initial_z(paths.initial_z, mdnrnn.z_size)
+    if mdnrnn.action_size != spec.action_dim:
+        raise DataError(f"{paths.mdnrnn}: M takes {mdnrnn.action_size} action inputs, env {env!r} has "
+                        f"{spec.action_dim}")
+    return WorldModel(spec, mdnrnn, mu.to(device), logvar.to(device), vae)

@@ -1,0 +1,62 @@
+"""Stage 06: per-episode scores and mean ± std, the random baseline on the same seeds, dream, recording."""
+
+from __future__ import annotations
+
+import re
+
+import torch
+from conftest import assert_one_line_error, run_stage
+from PIL import Image
+from world_fixture import make_tiny_world
+
+from common.checkpoints import save_checkpoint
+
+EPISODE_LINE = re.compile(r"^episode +\d+ +seed +\d+ +score +[\d.]+ +steps +\d+$")
+
+
+def trained_run(tmp_path):
+    run = make_tiny_world(tmp_path / "run")
+    run_stage("05_train_controller.py", "--logdir", run, "--pop_size", 4, "--num_rollouts", 2, "--max_steps", 30,
+              "--eval_every", 1, "--eval_episodes", 4, "--max_generations", 1)
+    return run
+
+
+def check_report(stdout, episodes, label):
+    lines = stdout.strip().splitlines()
+    episode_lines = [line for line in lines if line.startswith("episode ")]
+    assert len(episode_lines) == episodes and all(EPISODE_LINE.match(line) for line in episode_lines), stdout
+    summary = next(line for line in lines if line.startswith(label))
+    assert re.search(rf"[\d.]+ ± [\d.]+ over {episodes} episodes", summary), summary
+    return [float(line.split()[5]) for line in episode_lines]
+
+
+def test_real_scores_random_baseline_and_recording(tmp_path):
+    run = trained_run(tmp_path)
+    out = run_stage("06_test_controller.py", "--logdir", run, "--episodes", 3, "--max_steps", 25,
+                    "--record", "ep.gif").stdout
+    scores = check_report(out, 3, "controller (real)")
+    assert all(0 < s <= 25 for s in scores)
+    gif = Image.open("ep.gif")
+    steps = int(re.search(r"recorded episode 0 \(seed 0, score [\d.]+, (\d+) steps\)", out).group(1))
+    assert gif.n_frames == steps and gif.size == (2 * 256 + 4, 256)  # 64x64 input | reconstruction
+    random_out = run_stage("06_test_controller.py", "--logdir", run, "--episodes", 3, "--random").stdout
+    seeds = [line.split()[3] for line in random_out.splitlines() if line.startswith("episode ")]
+    assert seeds == ["0", "1", "2"]
+    check_report(random_out, 3, "random policy (sticky, real)")
+
+
+def test_dream_scores_and_recording(tmp_path):
+    run = trained_run(tmp_path)
+    out = run_stage("06_test_controller.py", "--logdir", run, "--episodes", 5, "--dream", "--max_steps", 40,
+                    "--record", "dream.gif").stdout
+    check_report(out, 5, "controller (dream, tau=1.15)")
+    assert Image.open("dream.gif").size == (256, 256)
+
+
+def test_controller_for_other_models_is_refused(tmp_path):
+    run = trained_run(tmp_path)
+    save_checkpoint(run / "controller" / "best.pt", "controller", {"env": "doom"}, {"params": torch.zeros(7)})
+    result = run_stage("06_test_controller.py", "--logdir", run, "--episodes", 2, check=False)
+    assert_one_line_error(result, "controller has 7 params", "need 40")
+    result = run_stage("06_test_controller.py", "--logdir", run, "--controller", "missing.pt", check=False)
+    assert_one_line_error(result, "missing.pt", "no such checkpoint")

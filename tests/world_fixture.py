@@ -1,0 +1,36 @@
+"""A tiny but real run folder (V, M, initial latents, rollout meta) for testing stages 05-06 quickly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from common.checkpoints import save_checkpoint
+from data.rollouts import write_meta
+from models.mdnrnn import MDNRNN
+from models.vae import ConvVAE
+
+Z_SIZE, HIDDEN = 8, 16
+
+
+def make_tiny_world(logdir: Path, env: str = "doom", done_bias: float = -2.0, seed: int = 0) -> Path:
+    """Untrained V and M whose done head fires now and then, so dream episodes end at varied lengths."""
+    torch.manual_seed(seed)
+    action_size = {"doom": 1, "carracing": 3}[env]
+    vae = ConvVAE(Z_SIZE)
+    mdnrnn = MDNRNN(Z_SIZE, action_size, HIDDEN, 5, predict_done=env == "doom")
+    if env == "doom":
+        with torch.no_grad():
+            mdnrnn.head.bias[0] = done_bias
+            mdnrnn.head.weight[0] *= 30  # make p(done) depend on the state (and so on the controller)
+    save_checkpoint(logdir / "vae" / "best.pt", "vae", {"env": env, "z_size": Z_SIZE}, vae)
+    save_checkpoint(logdir / "mdnrnn" / "best.pt", "mdnrnn", {**mdnrnn.config, "env": env}, mdnrnn)
+    (logdir / "series").mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    np.savez(logdir / "series" / "initial_z.npz", mu=rng.normal(size=(6, Z_SIZE)).astype(np.float16),
+             logvar=np.full((6, Z_SIZE), -2.0, np.float16))
+    (logdir / "rollouts").mkdir(parents=True, exist_ok=True)
+    write_meta(logdir / "rollouts", {"env": env, "env_kwargs": {}, "policy": "sticky", "seed": 0})
+    return logdir

@@ -1,0 +1,1 @@
+"""Training loops for the learned models (V, M): streaming data, checkpoints, resume."""

@@ -1,0 +1,516 @@
+"""Stage 02 as a library: train the ConvVAE on rollout frames streamed from disk, resumable mid-epoch.
+
+Memory: frames come from `RolloutFolder.iter_frame_batches`, which holds a bounded buffer of episodes,
+so a 10,000-episode folder costs what a 10-episode one does (the reference loaded everything: ~125 GB).
+Validation uses whole held-out episodes, because neighbouring frames of one episode are near copies.
+
+Resume: `last.pt` holds weights, Adam state and a `Progress` record. Each epoch's shuffle is seeded by
+(seed, epoch), so a run killed mid-epoch replays the same frame stream and skips what it already
+trained on; a paper-scale epoch (3 M frames, hours on a CPU) is never lost.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import csv
+import itertools
+import math
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from common.atomic import atomic_path, remove_stale_temp_files
+from common.checkpoints import load_checkpoint, load_state_dict_checked, save_checkpoint
+from common.cli import ensure_writable_dir
+from common.csvlog import CsvLog, drop_rows_after
+from common.device import resolve_device
+from common.errors import DataError, UserError
+from data.rollouts import RolloutFolder
+from envs.registry import get_spec
+from models.vae import ConvVAE, frames_to_tensor, vae_loss
+
+LAST_CHECKPOINT = "last.pt"
+BEST_CHECKPOINT = "best.pt"
+LOSSES_CSV = "losses.csv"
+CSV_FIELDS = ["epoch", "step", "frames", "train_loss", "train_recon", "train_kl",
+              "val_loss", "val_recon", "val_kl", "seconds", "img_per_s"]
+GRID_COLUMNS = 8
+NEW_MODEL_HINT = "use --new_model to start over (or another --savefolder)"
+
+
+@dataclass(frozen=True)
+class VAETrainConfig:
+    """Stage-02 settings; the CLI flags map one to one. Defaults are the paper's."""
+
+    input_folder: str
+    savefolder: str
+    epochs: int = 10
+    batch_size: int = 100
+    lr: float = 1e-4
+    kl_tolerance: float = 0.5
+    env: str | None = None  # default: the rollout folder's meta.json
+    z_size: int | None = None  # default: the env's (doom 64, carracing 32)
+    max_frames: int | None = None  # cap on frames per epoch
+    val_fraction: float = 0.05
+    val_max_frames: int = 10_000
+    seed: int = 0
+    buffer_episodes: int = 16
+    num_threads: int | None = None
+    device: str = "auto"
+    new_model: bool = False
+    checkpoint_every_steps: int = 0  # 0 = only by time
+    checkpoint_every_minutes: float = 10.0
+    progress: bool = True
+
+    def check(self) -> None:
+        """Refuse impossible values (the CLI's flag types catch most of these first)."""
+        rules = [
+            (self.epochs >= 1, f"--epochs must be >= 1, got {self.epochs}"),
+            (self.batch_size >= 1, f"--batch_size must be >= 1, got {self.batch_size}"),
+            (self.lr > 0 and math.isfinite(self.lr), f"--lr must be > 0, got {self.lr}"),
+            (self.kl_tolerance >= 0 and math.isfinite(self.kl_tolerance),
+             f"--kl_tolerance must be >= 0, got {self.kl_tolerance}"),
+            (self.z_size is None or self.z_size >= 1, f"--z_size must be >= 1, got {self.z_size}"),
+            (self.max_frames is None or self.max_frames >= 1, f"--max_frames must be >= 1, got {self.max_frames}"),
+            (0 <= self.val_fraction < 1, f"--val_fraction must be in [0, 1), got {self.val_fraction}"),
+            (self.val_max_frames >= 1, f"--val_max_frames must be >= 1, got {self.val_max_frames}"),
+            (self.buffer_episodes >= 1, f"--buffer_episodes must be >= 1, got {self.buffer_episodes}"),
+            (self.num_threads is None or self.num_threads >= 1, f"--num_threads must be >= 1, got {self.num_threads}"),
+            (self.checkpoint_every_steps >= 0,
+             f"--checkpoint_every_steps must be >= 0, got {self.checkpoint_every_steps}"),
+            (self.checkpoint_every_minutes > 0,
+             f"--checkpoint_every_minutes must be > 0, got {self.checkpoint_every_minutes}"),
+        ]
+        for ok, message in rules:
+            if not ok:
+                raise UserError(message)
+
+
+@dataclass
+class Progress:
+    """Where training stands; stored in every checkpoint so that a rerun continues exactly here."""
+
+    epoch: int = 0  # finished epochs; the running epoch is epoch + 1
+    batch: int = 0  # batches done in the running epoch
+    epoch_frames: int = 0  # frames done in the running epoch (what a resume skips)
+    epoch_seconds: float = 0.0  # training time in the running epoch
+    epoch_loss: float = 0.0  # sums over the running epoch's frames, for its csv averages
+    epoch_recon: float = 0.0
+    epoch_kl: float = 0.0
+    step: int = 0  # optimizer steps, all epochs
+    frames: int = 0  # frames trained on, all epochs
+    seconds: float = 0.0  # training time, all epochs
+    best_val_loss: float | None = None
+    best_epoch: int = 0
+    seed: int = 0  # the shuffle seed the epochs were streamed with
+    train_episodes: int = 0
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Progress:
+        return cls(**{f.name: d[f.name] for f in fields(cls) if f.name in d})
+
+    def next_epoch(self) -> None:
+        self.epoch += 1
+        self.batch = self.epoch_frames = 0
+        self.epoch_seconds = self.epoch_loss = self.epoch_recon = self.epoch_kl = 0.0
+
+
+@dataclass
+class VAEData:
+    """The rollout folder split by episode into training and validation sets."""
+
+    env: str
+    z_size: int
+    train: RolloutFolder
+    val: RolloutFolder
+    val_is_train: bool  # a single-episode folder validates on its training frames
+    val_stride: int  # validation uses every val_stride-th frame, to stay under val_max_frames
+
+    @property
+    def train_frames(self) -> int:
+        return int(self.train.lengths().sum())
+
+    @property
+    def val_frames(self) -> int:
+        return int(sum(-(-int(n) // self.val_stride) for n in self.val.lengths()))
+
+    def line(self) -> str:
+        val = ("validation on the training episode (only 1 episode)" if self.val_is_train else
+               f"{len(self.val)} validation episode{'s' * (len(self.val) > 1)} ({self.val_frames} frames"
+               + (f", every {self.val_stride}th" if self.val_stride > 1 else "") + ")")
+        return (f"{self.train.folder}: env {self.env}, {len(self.train)} training episodes "
+                f"({self.train_frames} frames), {val}")
+
+
+@dataclass
+class TrainSummary:
+    savefolder: Path
+    progress: Progress
+    epochs: int
+    last_row: dict[str, Any] | None = None
+    finished_before: bool = False
+
+    def line(self) -> str:
+        p = self.progress
+        if self.finished_before:
+            return (f"{self.savefolder}: already finished ({p.epoch} of {self.epochs} epochs done, best "
+                    f"val loss {_num(p.best_val_loss)} at epoch {p.best_epoch}); pass a larger --epochs to "
+                    "train further or --new_model to start over")
+        speed = p.frames / p.seconds if p.seconds > 0 else 0.0
+        row = self.last_row or {}
+        return (f"{self.savefolder}: {p.epoch}/{self.epochs} epochs, {p.step} steps, {p.frames} frames, "
+                f"{speed:.0f} img/s | last epoch: train {_num(row.get('train_loss'))} "
+                f"(recon {_num(row.get('train_recon'))}, kl {_num(row.get('train_kl'))}), val "
+                f"{_num(row.get('val_loss'))} (recon {_num(row.get('val_recon'))}, kl {_num(row.get('val_kl'))})"
+                f" | best val {_num(p.best_val_loss)} at epoch {p.best_epoch} | "
+                f"{LAST_CHECKPOINT}, {BEST_CHECKPOINT}, {LOSSES_CSV}")
+
+
+def _num(x: Any) -> str:
+    return "-" if x is None or x == "" else f"{float(x):.2f}"
+
+
+# -- data --------------------------------------------------------------------------------------------
+def split_by_episode(num_episodes: int, val_fraction: float) -> tuple[list[int], list[int]]:
+    """Every k-th episode (k = 1/val_fraction) by file order is held out, at least one; none of one.
+
+    Counting from the start keeps the split stable when stage 01 later adds episodes to the folder.
+    """
+    if num_episodes < 2 or val_fraction <= 0:
+        return list(range(num_episodes)), []
+    k = max(2, round(1 / val_fraction))
+    val = list(range(k - 1, num_episodes, k)) or [num_episodes - 1]
+    held = set(val)
+    return [i for i in range(num_episodes) if i not in held], val
+
+
+def subset(folder: RolloutFolder, indices: Sequence[int]) -> RolloutFolder:
+    """A view of some episodes of `folder` (same reader, fewer files); lengths are not re-read."""
+    lengths = folder.lengths()
+    view = copy.copy(folder)
+    view.paths = [folder.paths[i] for i in indices]
+    view._lengths = lengths[list(indices)]
+    return view
+
+
+def prepare_data(cfg: VAETrainConfig) -> VAEData:
+    """Open and split the rollout folder; settle env and z size. Raises UserError on bad input."""
+    folder = RolloutFolder(cfg.input_folder, flag="rollout folder")
+    env = cfg.env
+    if env is None:
+        env = folder.env_name
+        if env is None:
+            raise UserError(f"{folder.folder} has no meta.json saying which env made it; pass --env")
+    else:
+        folder.require_env(env)
+    z_size = cfg.z_size or get_spec(env).z_size
+    folder.lengths()  # reads every file's small `done` array: a broken file fails here, not hours in
+    train_idx, val_idx = split_by_episode(len(folder), cfg.val_fraction)
+    train = subset(folder, train_idx)
+    val = subset(folder, val_idx) if val_idx else train
+    total_val = int(val.lengths().sum())
+    return VAEData(env=env, z_size=z_size, train=train, val=val, val_is_train=not val_idx,
+                   val_stride=max(1, -(-total_val // cfg.val_max_frames)))
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The shuffle seed of one epoch: a rerun of epoch e streams the same frames in the same order."""
+    return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
+
+
+def capped(batches: Iterator[np.ndarray], limit: int | None) -> Iterator[np.ndarray]:
+    """Stop after `limit` frames (cutting the last batch short); no limit if None."""
+    if limit is None:
+        yield from batches
+        return
+    left = limit
+    try:
+        for batch in batches:
+            if left <= 0:
+                return
+            yield batch[:left]
+            left -= len(batch)
+    finally:
+        close = getattr(batches, "close", None)
+        if close is not None:
+            close()  # stops the loader's read-ahead thread now, not at garbage collection
+
+
+def skip_frames(batches: Iterator[np.ndarray], count: int) -> Iterator[np.ndarray]:
+    """Drop the first `count` frames of the stream now (eagerly); return the rest of it."""
+    while count > 0:
+        batch = next(batches, None)
+        if batch is None:
+            return iter(())
+        if len(batch) > count:
+            return itertools.chain([batch[count:]], batches)
+        count -= len(batch)
+    return batches
+
+
+# -- outputs -----------------------------------------------------------------------------------------
+def save_recon_grid(path: str | Path, originals: np.ndarray, recons: np.ndarray) -> None:
+    """PNG: originals on the top row, their reconstructions below (uint8 (N, 64, 64, 3) each)."""
+    image = np.concatenate([np.concatenate(list(originals), axis=1), np.concatenate(list(recons), axis=1)])
+    with atomic_path(path) as tmp:
+        Image.fromarray(image).save(tmp, format="PNG")
+
+
+def trim_csv(path: Path, epochs_done: int) -> None:
+    """Drop rows of epochs a checkpoint does not cover (a kill between the csv row and last.pt)."""
+    try:
+        drop_rows_after(path, "epoch", epochs_done)
+    except (ValueError, TypeError, csv.Error, UnicodeDecodeError):
+        raise DataError(f"{path}: not a losses file of this stage; {NEW_MODEL_HINT}") from None
+
+
+def to_uint8_frames(x: torch.Tensor) -> np.ndarray:
+    """Model output (B, 3, 64, 64) in [0, 1] -> stored-frame layout (B, 64, 64, 3) uint8."""
+    return (x.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+
+# -- training ----------------------------------------------------------------------------------------
+class VAETrainer:
+    """One stage-02 run: model, Adam, progress; resumes from last.pt unless told to start over."""
+
+    def __init__(self, cfg: VAETrainConfig, data: VAEData, device: torch.device,
+                 log: Any = print) -> None:
+        self.cfg = cfg
+        self.data = data
+        self.device = device
+        self.log = log
+        self.folder = Path(cfg.savefolder)
+        self.last_path = self.folder / LAST_CHECKPOINT
+        self.best_path = self.folder / BEST_CHECKPOINT
+        torch.manual_seed(cfg.seed)
+        self.model = ConvVAE(data.z_size).to(device)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
+        self.progress = Progress(seed=cfg.seed, train_episodes=len(data.train))
+        self._saved_step = 0  # the step last.pt holds
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return {"env": self.data.env, **self.model.config}
+
+    def start_or_resume(self) -> None:
+        """Load last.pt (refusing one made for another env or z size), or clean up for a fresh start."""
+        remove_stale_temp_files(self.folder)
+        if self.cfg.new_model or not self.last_path.exists():
+            for stale in [self.best_path, *self.folder.glob("recon_epoch*.png")]:
+                stale.unlink(missing_ok=True)
+            self.last_path.unlink(missing_ok=True)
+            trim_csv(self.folder / LOSSES_CSV, 0)
+            return
+        try:
+            state = load_checkpoint(self.last_path, "vae", expect=self.config, hint=NEW_MODEL_HINT)
+        except DataError as e:
+            raise DataError(str(e) if "--new_model" in str(e) else f"{e}; {NEW_MODEL_HINT}") from None
+        load_state_dict_checked(self.model, state, self.last_path)
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+        except (ValueError, KeyError, TypeError) as e:
+            raise DataError(f"{self.last_path}: optimizer state does not fit ({e}); {NEW_MODEL_HINT}") from None
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.cfg.lr  # the flag wins: a rerun may lower the learning rate
+        self.progress = Progress.from_dict(state.get("progress", {}))
+        self._saved_step = self.progress.step
+        trim_csv(self.folder / LOSSES_CSV, self.progress.epoch)
+        p = self.progress
+        if p.epoch >= self.cfg.epochs:
+            return
+        where = f"epoch {p.epoch + 1}" + (f" at batch {p.batch} ({p.epoch_frames} frames done)" if p.batch else "")
+        self.log(f"resuming from {self.last_path}: {where}, step {p.step}")
+        if p.seed != self.cfg.seed:
+            self.log(f"note: continuing with the checkpoint's shuffle seed {p.seed} (--seed {self.cfg.seed} "
+                     "applies with --new_model)")
+        if p.batch and p.train_episodes != len(self.data.train):
+            self.log(f"note: the folder now has {len(self.data.train)} training episodes (checkpoint: "
+                     f"{p.train_episodes}); the rest of this epoch streams the new set")
+
+    @property
+    def finished(self) -> bool:
+        return self.progress.epoch >= self.cfg.epochs
+
+    def save(self, path: Path) -> None:
+        extra = {"lr": self.cfg.lr, "kl_tolerance": self.cfg.kl_tolerance, "batch_size": self.cfg.batch_size,
+                 "input_folder": str(self.data.train.folder)}
+        optimizer = self.optimizer if path == self.last_path else None  # best.pt is for use, not resuming
+        save_checkpoint(path, "vae", self.config, self.model, optimizer, asdict(self.progress), extra)
+        if path == self.last_path:
+            self._saved_step = self.progress.step
+
+    def save_if_behind(self) -> None:
+        """On the way out (Ctrl-C, a corrupt file): keep the steps trained since the last checkpoint."""
+        if self.progress.step != self._saved_step:
+            self.save(self.last_path)
+
+    def epoch_frames_total(self) -> int:
+        total = self.data.train_frames
+        return total if self.cfg.max_frames is None else min(total, self.cfg.max_frames)
+
+    def epoch_batches(self, epoch: int) -> Iterator[np.ndarray]:
+        """The training stream of `epoch` (1-based): shuffled across episodes, capped at max_frames."""
+        batches = self.data.train.iter_frame_batches(
+            self.cfg.batch_size, key="obs", shuffle=True, buffer_episodes=self.cfg.buffer_episodes,
+            seed=epoch_seed(self.progress.seed, epoch))
+        return capped(batches, self.cfg.max_frames)
+
+    def train_epoch(self) -> None:
+        """Train the running epoch to its end, checkpointing last.pt on the way."""
+        cfg, p = self.cfg, self.progress
+        epoch = p.epoch + 1
+        torch.manual_seed(epoch_seed(p.seed, 1_000_000 + p.step))  # reparameterization noise
+        bar = tqdm(total=self.epoch_frames_total(), initial=p.epoch_frames, unit="img", unit_scale=True,
+                   desc=f"epoch {epoch}/{cfg.epochs}", disable=None if cfg.progress else True, dynamic_ncols=True)
+        sums = torch.zeros(3, device=self.device)  # loss, recon, kl summed over frames since the last flush
+        last_save = last_show = time.monotonic()
+        self.model.train()
+        with contextlib.closing(self.epoch_batches(epoch)) as stream:
+            try:
+                batches = skip_frames(stream, p.epoch_frames)
+                tick = time.perf_counter()
+                for batch in batches:
+                    x = frames_to_tensor(batch, self.device)
+                    recon, mu, logvar = self.model(x)
+                    loss, recon_loss, kl = vae_loss(recon, x, mu, logvar, cfg.kl_tolerance)
+                    self.optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    self.optimizer.step()
+                    n = len(batch)
+                    sums += torch.stack([loss, recon_loss, kl]).detach() * n
+                    p.batch += 1
+                    p.step += 1
+                    p.epoch_frames += n
+                    p.frames += n
+                    now = time.perf_counter()
+                    p.epoch_seconds += now - tick
+                    p.seconds += now - tick
+                    tick = now
+                    bar.update(n)
+                    wall = time.monotonic()
+                    if wall - last_show >= 1.0:
+                        self._flush(sums)
+                        bar.set_postfix(self._postfix(), refresh=False)
+                        last_show = wall
+                    steps_due = cfg.checkpoint_every_steps and p.step - self._saved_step >= cfg.checkpoint_every_steps
+                    if steps_due or wall - last_save >= cfg.checkpoint_every_minutes * 60:
+                        self._flush(sums)
+                        self.save(self.last_path)
+                        last_save = time.monotonic()
+                        tick += last_save - wall  # checkpoint time is not training time
+            except (KeyboardInterrupt, UserError):
+                self._flush(sums)
+                self.save_if_behind()
+                bar.close()
+                raise
+        self._flush(sums)
+        bar.close()
+
+    def _flush(self, sums: torch.Tensor) -> None:
+        loss, recon, kl = sums.tolist()
+        p = self.progress
+        p.epoch_loss += loss
+        p.epoch_recon += recon
+        p.epoch_kl += kl
+        sums.zero_()
+
+    def _postfix(self) -> dict[str, str]:
+        p = self.progress
+        n = max(p.epoch_frames, 1)
+        return {"loss": f"{p.epoch_loss / n:.2f}", "recon": f"{p.epoch_recon / n:.2f}",
+                "kl": f"{p.epoch_kl / n:.2f}", "img/s": f"{p.epoch_frames / max(p.epoch_seconds, 1e-9):.0f}"}
+
+    @torch.no_grad()
+    def evaluate(self) -> tuple[dict[str, float], np.ndarray]:
+        """Mean loss parts over the fixed validation frames, plus GRID_COLUMNS of them for the PNG.
+
+        The reparameterization noise is seeded, so epochs are compared on the same draw.
+        """
+        data, bs = self.data, self.cfg.batch_size
+        generator = torch.Generator(device=self.device).manual_seed(self.cfg.seed)
+        total = data.val_frames
+        picks = set(np.linspace(0, total - 1, min(GRID_COLUMNS, total)).round().astype(int).tolist())
+        grid, sums, count, offset = [], torch.zeros(3, device=self.device), 0, 0
+        self.model.eval()
+        for episode in data.val.iter_episodes(keys=["obs"]):
+            frames = episode["obs"][::data.val_stride]
+            grid.extend(frames[i - offset] for i in sorted(picks) if offset <= i < offset + len(frames))
+            offset += len(frames)
+            for start in range(0, len(frames), bs):
+                chunk = frames[start:start + bs]
+                x = frames_to_tensor(chunk, self.device)
+                recon, mu, logvar = self.model(x, generator=generator)
+                parts = vae_loss(recon, x, mu, logvar, self.cfg.kl_tolerance)
+                sums += torch.stack(parts) * len(chunk)
+                count += len(chunk)
+        self.model.train()
+        loss, recon, kl = (sums / max(count, 1)).tolist()
+        return {"val_loss": loss, "val_recon": recon, "val_kl": kl}, np.stack(grid)
+
+    @torch.no_grad()
+    def reconstruct(self, frames: np.ndarray) -> np.ndarray:
+        """Decode the posterior mean: the reconstruction without sampling noise."""
+        self.model.eval()
+        mu, _ = self.model.encode(frames_to_tensor(frames, self.device))
+        out = to_uint8_frames(self.model.decode(mu))
+        self.model.train()
+        return out
+
+    def end_epoch(self) -> dict[str, Any]:
+        """Validate, write the PNG and csv row, then best.pt and last.pt (the csv row goes first: a kill
+        before last.pt is written leaves a row that the resume trims)."""
+        p = self.progress
+        epoch = p.epoch + 1
+        val, grid = self.evaluate()
+        save_recon_grid(self.folder / f"recon_epoch{epoch:03d}.png", grid, self.reconstruct(grid))
+        n = max(p.epoch_frames, 1)
+        row = {"epoch": epoch, "step": p.step, "frames": p.frames, "train_loss": p.epoch_loss / n,
+               "train_recon": p.epoch_recon / n, "train_kl": p.epoch_kl / n, **val,
+               "seconds": p.epoch_seconds, "img_per_s": p.epoch_frames / max(p.epoch_seconds, 1e-9)}
+        CsvLog(self.folder / LOSSES_CSV, CSV_FIELDS).append(row)
+        improved = p.best_val_loss is None or val["val_loss"] < p.best_val_loss
+        p.next_epoch()
+        if improved:
+            p.best_val_loss, p.best_epoch = val["val_loss"], epoch
+            self.save(self.best_path)
+        self.save(self.last_path)
+        self.log(f"epoch {epoch}/{self.cfg.epochs}: train {row['train_loss']:.2f} (recon {row['train_recon']:.2f}, "
+                 f"kl {row['train_kl']:.2f}) | val {val['val_loss']:.2f} (recon {val['val_recon']:.2f}, "
+                 f"kl {val['val_kl']:.2f}){' best' if improved else ''} | {row['img_per_s']:.0f} img/s, "
+                 f"{row['seconds']:.0f} s")
+        return row
+
+
+def train_vae(cfg: VAETrainConfig, log: Any = print) -> TrainSummary:
+    """Run (or continue) stage 02 up to cfg.epochs; outputs go to cfg.savefolder."""
+    cfg.check()
+    device = resolve_device(cfg.device)
+    if cfg.num_threads is not None:
+        torch.set_num_threads(cfg.num_threads)
+    data = prepare_data(cfg)
+    folder = ensure_writable_dir(cfg.savefolder, "--savefolder")
+    trainer = VAETrainer(cfg, data, device, log=log)
+    trainer.start_or_resume()
+    summary = TrainSummary(folder, trainer.progress, cfg.epochs)
+    if trainer.finished:
+        summary.finished_before = True
+        return summary
+    log(f"{data.line()}; z {data.z_size}, batch {cfg.batch_size}, lr {cfg.lr:g}, device {device}, "
+        f"torch threads {torch.get_num_threads()}")
+    while not trainer.finished:
+        trainer.train_epoch()
+        try:
+            summary.last_row = trainer.end_epoch()
+        except (KeyboardInterrupt, UserError):  # e.g. a corrupt validation file: the epoch's training is kept
+            trainer.save_if_behind()
+            raise
+    summary.progress = trainer.progress
+    return summary
