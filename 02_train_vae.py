@@ -8,40 +8,22 @@ Writes <savefolder>/last.pt, best.pt (lowest validation loss), losses.csv and re
 
 from __future__ import annotations
 
-import argparse
 import os
 from pathlib import Path
 
-import torch
-
 from common.cli import (
     ArgumentParser,
+    add_training_flags,
     default_logdir,
+    fraction,
+    non_negative_float,
     non_negative_int,
     positive_float,
     positive_int,
     run_main,
 )
-from common.device import DEVICE_HELP
 from common.errors import UserError
 from training.vae import VAETrainConfig, train_vae
-
-
-def non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
-
-
-def fraction(text: str) -> float:
-    value = non_negative_float(text)
-    if value >= 1:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
-    return value
 
 
 def build_parser() -> ArgumentParser:
@@ -71,16 +53,7 @@ def build_parser() -> ArgumentParser:
                    help="seeds the initial weights and each epoch's shuffle")
     p.add_argument("--buffer_episodes", type=positive_int, default=16,
                    help="episodes held in memory and shuffled together; memory does not grow with the folder")
-    p.add_argument("--num_threads", type=positive_int, default=torch.get_num_threads(),
-                   help="torch intra-op threads for training")
-    p.add_argument("--device", default="auto", help=DEVICE_HELP)
-    p.add_argument("--new_model", action="store_true",
-                   help="start over: ignore and replace last.pt, best.pt, losses.csv and the PNGs")
-    p.add_argument("--checkpoint_every_minutes", type=positive_float, default=10.0,
-                   help="also write last.pt this often within an epoch, so a kill loses at most this much")
-    p.add_argument("--checkpoint_every_steps", type=non_negative_int, default=0,
-                   help="also write last.pt every this many steps within an epoch (0 = by time only)")
-    p.add_argument("--no_progress", action="store_true", help="no progress bar")
+    add_training_flags(p, "last.pt, best.pt, losses.csv and the PNGs")
     return p
 
 

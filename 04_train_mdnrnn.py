@@ -12,37 +12,19 @@ import argparse
 import os
 from pathlib import Path
 
-import torch
-
-from common.cli import ArgumentParser, non_negative_int, positive_float, positive_int, run_main
-from common.device import DEVICE_HELP
+from common.cli import (
+    ArgumentParser,
+    add_training_flags,
+    decay,
+    fraction,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    run_main,
+)
 from common.errors import UserError
 from training.mdnrnn import DEFAULT_SEQ_LEN, ENV_SEQ_LEN, MDNTrainConfig, train_mdnrnn
-
-
-def _float_in(text: str, low: float, high: float, high_open: bool) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not (low <= value < high if high_open else low <= value <= high):
-        raise argparse.ArgumentTypeError(f"must be in [{low:g}, {high:g}{')' if high_open else ']'}, got {text}")
-    return value
-
-
-def fraction(text: str) -> float:
-    return _float_in(text, 0.0, 1.0, high_open=True)
-
-
-def decay(text: str) -> float:
-    value = _float_in(text, 0.0, 1.0, high_open=False)
-    if value == 0:
-        raise argparse.ArgumentTypeError("must be > 0")
-    return value
-
-
-def non_negative_float(text: str) -> float:
-    return _float_in(text, 0.0, float("inf"), high_open=True)
 
 
 def build_parser() -> ArgumentParser:
@@ -82,16 +64,7 @@ def build_parser() -> ArgumentParser:
                         "0 or a single-episode folder: no validation (best.pt by training loss)")
     p.add_argument("--seed", type=non_negative_int, default=0,
                    help="seeds the initial weights, each epoch's batches and the z noise")
-    p.add_argument("--num_threads", type=positive_int, default=torch.get_num_threads(),
-                   help="torch intra-op threads for training")
-    p.add_argument("--device", default="auto", help=DEVICE_HELP)
-    p.add_argument("--new_model", action="store_true",
-                   help="start over: ignore and replace last.pt, best.pt and losses.csv")
-    p.add_argument("--checkpoint_every_minutes", type=positive_float, default=10.0,
-                   help="also write last.pt this often within an epoch, so a kill loses at most this much")
-    p.add_argument("--checkpoint_every_steps", type=non_negative_int, default=0,
-                   help="also write last.pt every this many steps within an epoch (0 = by time only)")
-    p.add_argument("--no_progress", action="store_true", help="no progress bar")
+    add_training_flags(p, "last.pt, best.pt and losses.csv")
     return p
 
 

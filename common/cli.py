@@ -16,11 +16,22 @@ from common.errors import UserError
 EXIT_USAGE = 2
 
 
+class _DefaultsFormatter(argparse.HelpFormatter):
+    """Append "(default: X)" unless the help already speaks of the default or there is none to show."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        no_default = action.default is None or action.default is False or action.default == argparse.SUPPRESS
+        if "default" in text or no_default or not action.option_strings:
+            return text
+        return f"{text} (default: %(default)s)"
+
+
 class ArgumentParser(argparse.ArgumentParser):
     """argparse with a one-line error (no usage dump) and defaults shown in --help."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)
+        kwargs.setdefault("formatter_class", _DefaultsFormatter)
         super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
@@ -64,6 +75,48 @@ def positive_float(text: str) -> float:
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
     return value
+
+
+def non_negative_float(text: str) -> float:
+    value = _parse(float, text, "a number")
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be >= 0 and finite, got {text}")
+    return value
+
+
+def fraction(text: str) -> float:
+    """A value in [0, 1)."""
+    return _float_in(text, 0.0, 1.0, high_open=True)
+
+
+def decay(text: str) -> float:
+    """A multiplicative decay in (0, 1]."""
+    value = _float_in(text, 0.0, 1.0, high_open=False)
+    if value == 0:
+        raise argparse.ArgumentTypeError("must be > 0")
+    return value
+
+
+def _float_in(text: str, low: float, high: float, high_open: bool) -> float:
+    value = _parse(float, text, "a number")
+    if not (low <= value < high if high_open else low <= value <= high):
+        raise argparse.ArgumentTypeError(f"must be in [{low:g}, {high:g}{')' if high_open else ']'}, got {text}")
+    return value
+
+
+def add_training_flags(p: argparse.ArgumentParser, outputs: str) -> None:
+    """Flags stages 02 and 04 share: seeding, threads, device, starting over, checkpoint cadence."""
+    from common.device import DEVICE_HELP  # torch-free callers of this module should not pay for torch
+
+    p.add_argument("--num_threads", type=positive_int, default=None,
+                   help="torch intra-op threads for training (default: torch's, one per core)")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
+    p.add_argument("--new_model", action="store_true", help=f"start over: ignore and replace {outputs}")
+    p.add_argument("--checkpoint_every_minutes", type=positive_float, default=10.0,
+                   help="also write last.pt this often within an epoch, so a kill loses at most this much")
+    p.add_argument("--checkpoint_every_steps", type=non_negative_int, default=0,
+                   help="also write last.pt every this many steps within an epoch (0 = by time only)")
+    p.add_argument("--no_progress", action="store_true", help="no progress bar")
 
 
 def json_object(text: str) -> dict:

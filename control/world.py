@@ -10,6 +10,7 @@ import torch
 
 from common.checkpoints import load_checkpoint, load_state_dict_checked
 from common.errors import DataError
+from data.series import load_initial_z
 from envs.dream import WorldModel
 from envs.registry import get_spec
 from models.mdnrnn import MDNRNN
@@ -56,20 +57,19 @@ def load_mdnrnn(path: Path, device: torch.device | str = "cpu", env: str | None 
     except TypeError as e:
         raise DataError(f"{path}: checkpoint config does not describe an MDN-RNN ({e})") from None
     load_state_dict_checked(model, state, path)
+    skip_ahead = state.get("extra", {}).get("data", {}).get("skip_ahead", 1)
+    if skip_ahead != 1:
+        raise DataError(f"{path}: M was trained with --skip_ahead {skip_ahead}; the dream and the controller "
+                        "need a next-step model (--skip_ahead 1)")
     return model.to(device).eval(), env_name
 
 
-def load_initial_z(path: Path, z_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            mu, logvar = npz["mu"].astype(np.float32), npz["logvar"].astype(np.float32)
-    except FileNotFoundError:
-        raise DataError(f"{path}: no initial latents (stage 03 writes them)") from None
-    except Exception as e:
-        raise DataError(f"{path}: corrupt or not an initial-latent file ({type(e).__name__}: {e})") from None
-    if mu.ndim != 2 or mu.shape != logvar.shape or mu.shape[1] != z_size or len(mu) == 0:
-        raise DataError(f"{path}: initial latents have shape {mu.shape}, expected (N, {z_size})")
-    return torch.from_numpy(mu), torch.from_numpy(logvar)
+def load_initial_latents(path: Path, z_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stage 03's initial_z.npz as float32 tensors, checked against M's z size."""
+    arrays = load_initial_z(path)
+    if arrays["mu"].shape[1] != z_size:
+        raise DataError(f"{path}: initial latents have z size {arrays['mu'].shape[1]}, M has {z_size}")
+    return (torch.from_numpy(arrays["mu"].astype(np.float32)), torch.from_numpy(arrays["logvar"].astype(np.float32)))
 
 
 def load_world(paths: WorldPaths, device: torch.device | str = "cpu", with_vae: bool = True) -> WorldModel:
@@ -85,7 +85,7 @@ def load_world(paths: WorldPaths, device: torch.device | str = "cpu", with_vae: 
             raise DataError(f"{paths.vae}: VAE was trained for env {vae_env!r}, M for {env!r}")
         if vae.z_size != mdnrnn.z_size:
             raise DataError(f"{paths.vae}: VAE z size {vae.z_size} does not match M's {mdnrnn.z_size}")
-    mu, logvar = load_initial_z(paths.initial_z, mdnrnn.z_size)
+    mu, logvar = load_initial_latents(paths.initial_z, mdnrnn.z_size)
     if mdnrnn.action_size != spec.action_dim:
         raise DataError(f"{paths.mdnrnn}: M takes {mdnrnn.action_size} action inputs, env {env!r} has "
                         f"{spec.action_dim}")

@@ -93,6 +93,19 @@ def load_episode(path: str | Path, schema: EpisodeSchema,
         raise DataError(f"{path}: corrupt or truncated .npz ({type(e).__name__}: {e})") from None
 
 
+def split_by_episode(num_episodes: int, val_fraction: float) -> tuple[list[int], list[int]]:
+    """(train, validation) indices: every k-th episode (k = 1/val_fraction) by file order is held out,
+    at least one; none of a single episode. Counting from the start keeps the split stable when stage 01
+    later adds episodes to the folder.
+    """
+    if num_episodes < 2 or val_fraction <= 0:
+        return list(range(num_episodes)), []
+    k = max(2, round(1 / val_fraction))
+    val = list(range(k - 1, num_episodes, k)) or [num_episodes - 1]
+    held = set(val)
+    return [i for i in range(num_episodes) if i not in held], val
+
+
 class EpisodeFolder:
     """The episode files of one folder (sorted by name), read lazily."""
 

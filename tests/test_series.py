@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
-import importlib.util
-import io
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, assert_one_line_error, run_stage
+from conftest import assert_one_line_error, run_cli, run_stage
 
 from common.checkpoints import save_checkpoint
-from common.cli import run_main
 from common.errors import DataError
 from data.encode import encode_frames
 from data.rollouts import RolloutFolder
@@ -33,31 +27,7 @@ from models.vae import ConvVAE
 
 Z = 8
 ENCODE = ("--logdir", "runs/doom", "--no_progress")
-_SCRIPTS: dict = {}
 
-
-def run_cli(script: str, *args: object, check: bool = True) -> subprocess.CompletedProcess:
-    """A stage's main() run in this process, with exit code and output as run_stage would give them.
-
-    Saves the ~2 s torch import of a subprocess; one test per stage still runs the real script.
-    """
-    if script not in _SCRIPTS:
-        spec = importlib.util.spec_from_file_location(f"stage_{script[:2]}", ROOT / script)
-        _SCRIPTS[script] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(_SCRIPTS[script])
-    out, err, argv, code = io.StringIO(), io.StringIO(), sys.argv, 0
-    sys.argv = [str(ROOT / script), *map(str, args)]
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            run_main(_SCRIPTS[script].main)
-    except SystemExit as e:
-        code = e.code or 0
-    finally:
-        sys.argv = argv
-    result = subprocess.CompletedProcess(sys.argv, code, out.getvalue(), err.getvalue())
-    if check and code:
-        raise AssertionError(f"{script} exited {code}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}")
-    return result
 
 
 @pytest.fixture(scope="module")

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import importlib.util
-import io
 import os
 import shutil
 import signal
@@ -16,10 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, assert_one_line_error, run_stage
+from conftest import ROOT, assert_one_line_error, run_cli, run_stage
 
 from common.checkpoints import save_checkpoint
-from common.cli import run_main
 from common.csvlog import read_csv
 from data.series import save_initial_z, save_series, write_meta
 from models.mdnrnn import MDNRNN
@@ -35,33 +31,7 @@ from training.mdnrnn import (
 Z = 3
 TINY = ("--logdir", "runs/doom", "--hidden", 8, "--seq_len", 8, "--batch_size", 4, "--num_mixtures", 2,
         "--num_threads", 1, "--no_progress")
-_SCRIPTS: dict = {}
 
-
-def run_cli(script: str, *args: object, check: bool = True) -> subprocess.CompletedProcess:
-    """A stage's main() run in this process, with exit code and output as run_stage would give them.
-
-    Saves the ~2 s torch import of a subprocess; a few tests still run the real script.
-    """
-    if script not in _SCRIPTS:
-        spec = importlib.util.spec_from_file_location(f"stage_{script[:2]}", ROOT / script)
-        _SCRIPTS[script] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(_SCRIPTS[script])
-    out, err, argv, code = io.StringIO(), io.StringIO(), sys.argv, 0
-    sys.argv = [str(ROOT / script), *map(str, args)]
-    threads = torch.get_num_threads()
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            run_main(_SCRIPTS[script].main)
-    except SystemExit as e:
-        code = e.code or 0
-    finally:
-        sys.argv = argv
-        torch.set_num_threads(threads)
-    result = subprocess.CompletedProcess(sys.argv, code, out.getvalue(), err.getvalue())
-    if check and code:
-        raise AssertionError(f"{script} exited {code}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}")
-    return result
 
 
 def episode(length: int, episode_id: int = 0, died: bool = True) -> dict[str, np.ndarray]:

@@ -19,6 +19,7 @@ from PIL import Image
 
 from common.csvlog import read_csv
 from common.errors import DataError, UserError
+from data.episodes import split_by_episode
 from models.vae import ConvVAE, VAEConfig, frames_to_tensor
 from training.vae import (
     CSV_FIELDS,
@@ -26,7 +27,6 @@ from training.vae import (
     VAETrainer,
     prepare_data,
     skip_frames,
-    split_by_episode,
     train_vae,
 )
 

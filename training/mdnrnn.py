@@ -40,6 +40,7 @@ from common.cli import ensure_writable_dir
 from common.csvlog import CsvLog, drop_rows_after
 from common.device import resolve_device
 from common.errors import DataError, UserError
+from data.episodes import split_by_episode
 from data.series import SeriesFolder, load_ahead
 from envs.registry import get_spec
 from models.mdnrnn import MDNRNN, done_loss, gmm_nll, reward_loss
@@ -277,19 +278,6 @@ def batch_losses(model: MDNRNN, batch: Batch, skip_ahead: int, device: torch.dev
 def batch_seed(seed: int, *keys: int) -> int:
     """A reproducible seed for one batch's z noise, so a resumed epoch draws what the killed one would have."""
     return int(np.random.SeedSequence([seed, *keys]).generate_state(1)[0])
-
-
-def split_by_episode(num_episodes: int, val_fraction: float) -> tuple[list[int], list[int]]:
-    """Every k-th episode (k = 1/val_fraction) by file order is held out, at least one; none of one.
-
-    The same rule as stage 02; counting from the start keeps the split stable as the folder grows.
-    """
-    if num_episodes < 2 or val_fraction <= 0:
-        return list(range(num_episodes)), []
-    k = max(2, round(1 / val_fraction))
-    val = list(range(k - 1, num_episodes, k)) or [num_episodes - 1]
-    held = set(val)
-    return [i for i in range(num_episodes) if i not in held], val
 
 
 # -- data --------------------------------------------------------------------------------------------

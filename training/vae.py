@@ -33,6 +33,7 @@ from common.cli import ensure_writable_dir
 from common.csvlog import CsvLog, drop_rows_after
 from common.device import resolve_device
 from common.errors import DataError, UserError
+from data.episodes import split_by_episode
 from data.rollouts import RolloutFolder
 from envs.registry import get_spec
 from models.vae import ConvVAE, frames_to_tensor, vae_loss
@@ -179,19 +180,6 @@ def _num(x: Any) -> str:
 
 
 # -- data --------------------------------------------------------------------------------------------
-def split_by_episode(num_episodes: int, val_fraction: float) -> tuple[list[int], list[int]]:
-    """Every k-th episode (k = 1/val_fraction) by file order is held out, at least one; none of one.
-
-    Counting from the start keeps the split stable when stage 01 later adds episodes to the folder.
-    """
-    if num_episodes < 2 or val_fraction <= 0:
-        return list(range(num_episodes)), []
-    k = max(2, round(1 / val_fraction))
-    val = list(range(k - 1, num_episodes, k)) or [num_episodes - 1]
-    held = set(val)
-    return [i for i in range(num_episodes) if i not in held], val
-
-
 def subset(folder: RolloutFolder, indices: Sequence[int]) -> RolloutFolder:
     """A view of some episodes of `folder` (same reader, fewer files); lengths are not re-read."""
     lengths = folder.lengths()
