@@ -51,7 +51,7 @@ def build_parser() -> ArgumentParser:
                    help="seconds one episode may take before its worker is replaced")
     p.add_argument("--record", default=None, metavar="FILE.gif",
                    help="also play episode 0 once more in-process and save it (.gif, or .mp4 with imageio-ffmpeg): "
-                        "real = 64x64 input | V's reconstruction; dream = decoded dream")
+                        "real = full frame | 64x64 input | V's reconstruction; dream = decoded dream")
     p.add_argument("--render", action="store_true",
                    help="play episode 0 in a window (real env; needs a display, e.g. xvfb-run) instead of scoring")
     p.add_argument("--fps", type=positive_float, default=30.0, help="frames per second of --record")

@@ -22,6 +22,7 @@ from control.real import agent_episode_task, init_worker, random_chooser, random
 from control.world import WorldPaths, load_world
 from envs.dream import DreamEnv, model_actions, rollout_population
 from envs.registry import EnvSpec
+from envs.render import create_with_frames, full_frame
 from models.controller import act
 
 
@@ -80,8 +81,12 @@ def record_real_episode(spec: EnvSpec, env_kwargs: dict, paths: WorldPaths | Non
                         seed: int, max_steps: int, policy: str, out: Path | None, render_mode: str | None = None,
                         fps: float = 30.0) -> tuple[float, int]:
     """Play one real episode in-process (for a window or a video); with `out`, save
-    [64x64 input | V's reconstruction of the z the controller saw] per step."""
-    env = spec.create(render_mode=render_mode, **env_kwargs)
+    [full-size frame (when the env shows one) | 64x64 input | V's reconstruction of the z the controller saw]
+    per step."""
+    if out is not None and render_mode is None:
+        env = create_with_frames(spec, env_kwargs)  # Doom keeps its full screen only in rgb_array mode
+    else:
+        env = spec.create(render_mode=render_mode, **env_kwargs)
     frames: list[np.ndarray] = []
     try:
         if params is None:
@@ -95,7 +100,10 @@ def record_real_episode(spec: EnvSpec, env_kwargs: dict, paths: WorldPaths | Non
         def choose_and_record(obs: np.ndarray) -> np.ndarray:
             action = choose(obs)
             if out is not None:
-                panels = [obs] if agent is None else [obs, _decode(agent.vae, agent.z)]
+                real = full_frame(env)
+                panels = ([] if real is None else [real]) + [obs]
+                if agent is not None:
+                    panels.append(_decode(agent.vae, agent.z))
                 frames.append(side_by_side(panels))
             return action
 

@@ -239,6 +239,12 @@ class DreamEnv(gym.Env):
         self._z = self._dream.z
         return self._observe(), {}
 
+    def set_temperature(self, temperature: float) -> None:
+        """Change tau, also mid-episode (keyboard play turns it up and down live)."""
+        if temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {temperature}")
+        self.temperature = self._dream.temperature = float(temperature)
+
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict]:
         if self._dream.num_active == 0:
             raise RuntimeError("step() after the episode ended; call reset()")

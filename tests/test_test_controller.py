@@ -38,7 +38,8 @@ def test_real_scores_random_baseline_and_recording(tmp_path):
     assert all(0 < s <= 25 for s in scores)
     gif = Image.open("ep.gif")
     steps = int(re.search(r"recorded episode 0 \(seed 0, score [\d.]+, (\d+) steps\)", out).group(1))
-    assert gif.n_frames == steps and gif.size == (2 * 256 + 4, 256)  # 64x64 input | reconstruction
+    real_width = round(160 * 256 / 120)  # Doom's 160x120 screen at the recording's height
+    assert gif.n_frames == steps and gif.size == (real_width + 2 * (4 + 256), 256)  # real | input | reconstruction
     random_out = run_stage("06_test_controller.py", "--logdir", run, "--episodes", 3, "--random").stdout
     seeds = [line.split()[3] for line in random_out.splitlines() if line.startswith("episode ")]
     assert seeds == ["0", "1", "2"]

@@ -1,0 +1,178 @@
+#!/usr/bin/env python
+"""What did the world model learn? Pictures and numbers from a trained run folder.
+
+Example: python analyze.py dream-vs-real --logdir runs/doom --episode 3 .
+Each sub-command writes PNG/GIF files to --out (default <logdir>/figures); `all` runs every analysis
+whose inputs exist. `python analyze.py <what> --help` explains each analysis's flags.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from common.cli import (
+    ArgumentParser,
+    ensure_writable_dir,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    run_main,
+)
+from common.device import DEVICE_HELP, resolve_device
+from common.errors import UserError
+
+ANALYSES = ["reconstructions", "dream-vs-real", "mixture-weights", "committed", "training", "temperature"]
+
+
+def build_parser() -> tuple[ArgumentParser, dict[str, ArgumentParser]]:
+    common = ArgumentParser(add_help=False)
+    common.add_argument("--logdir", required=True, help="run folder (rollouts/, vae/, series/, mdnrnn/, controller/)")
+    common.add_argument("--out", default=None, help="folder for the figures (default: <logdir>/figures)")
+    common.add_argument("--seed", type=non_negative_int, default=0, help="seed for frame picks and sampling")
+    common.add_argument("--device", default="cpu", help=DEVICE_HELP)
+    common.add_argument("--vae", default=None, help="VAE checkpoint (default: <logdir>/vae/best.pt, else last.pt); "
+                                                    "use the one stage 03 encoded M's training data with")
+    common.add_argument("--mdnrnn", default=None, help="MDN-RNN checkpoint (default: <logdir>/mdnrnn/best.pt, "
+                                                       "else last.pt)")
+
+    p = ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1])
+    sub = p.add_subparsers(dest="what", required=True, metavar="<what>", parser_class=ArgumentParser)
+    subs = {}
+
+    def add(name: str, help_text: str) -> ArgumentParser:
+        subs[name] = sub.add_parser(name, parents=[common], help=help_text, description=help_text)
+        return subs[name]
+
+    def episode_flag(s: ArgumentParser) -> None:
+        s.add_argument("--episode", type=non_negative_int, default=0,
+                       help="real episode: position in the sorted rollouts/ folder")
+
+    s = add("reconstructions", "real frames vs V's reconstructions, plus frames decoded from z ~ N(0, I) "
+                               "-> reconstructions.png")
+    s.add_argument("--count", type=positive_int, default=8, help="frames (columns) to show")
+
+    s = add("dream-vs-real", "warm M up on a real episode, then let it dream open-loop with the episode's actions; "
+                             "real | V recon | dream | error -> dream_vs_real.png/.gif, latent error curve -> "
+                             "dream_vs_real_error.png")
+    episode_flag(s)
+    s.add_argument("--warmup", type=positive_int, default=10, help="real latents fed to M before it dreams alone")
+    s.add_argument("--steps", type=positive_int, default=100, help="open-loop steps after the warm-up (capped by "
+                                                                  "the episode's length)")
+    s.add_argument("--temperature", type=non_negative_float, default=0.0,
+                   help="sampling temperature of the dream; 0 = M's expected next z (pi-weighted mean of the "
+                        "component means): deterministic, M's best guess under squared error, so the error curve "
+                        "measures the model rather than sampling noise")
+    s.add_argument("--every", type=positive_int, default=10, help="PNG strip shows every n-th step")
+    s.add_argument("--fps", type=positive_float, default=10.0, help="frames per second of the GIF")
+
+    s = add("mixture-weights", "M's mixture weights pi over time (mean per component, and per z dim as a heat "
+                               "map) under the frames -> mixture_weights.png (or mixture_weights_dream.png)")
+    episode_flag(s)
+    s.add_argument("--dream", action="store_true",
+                   help="dream open-loop from the episode's first frame (with its actions) instead of "
+                        "teacher-forcing M on the real episode")
+    s.add_argument("--steps", type=positive_int, default=200, help="steps to show (capped by the episode)")
+    s.add_argument("--temperature", type=non_negative_float, default=None,
+                   help="--dream sampling temperature (default: the env's, 1.15 for doom); the weights shown are "
+                        "M's own (tau 1)")
+    s.add_argument("--frames", type=positive_int, default=10, help="frames shown above the charts")
+
+    s = add("committed", "'committed' dreams: force one mixture component for every step and z dim, one row "
+                         "per component, same start and noise -> committed.png (+ committed.gif)")
+    episode_flag(s)
+    s.add_argument("--steps", type=positive_int, default=60, help="dream steps")
+    s.add_argument("--every", type=positive_int, default=6, help="show every n-th step")
+    s.add_argument("--temperature", type=non_negative_float, default=1.0,
+                   help="scales each component's sigma by sqrt(tau); 0 = the component's mean")
+    s.add_argument("--actions", choices=["noop", "episode"], default="noop",
+                   help="noop: action 0 every step; episode: the episode's own actions (then 0)")
+    s.add_argument("--gif", action="store_true", help="also write committed.gif (all rows side by side)")
+
+    add("training", "loss curves of V and M and CMA-ES progress of C from their CSV logs -> training_*.png")
+
+    s = add("temperature", "score the controller in the dream at each temperature and once in the real env "
+                           "-> temperature.png/.csv. Unlike the paper's Table 2 (one controller trained per "
+                           "temperature), this scores one fixed controller; the real score does not depend on tau")
+    from analysis.temperature import PAPER_TEMPERATURES, parse_temperatures
+
+    s.add_argument("--temperatures", type=parse_temperatures, default=PAPER_TEMPERATURES,
+                   help="comma-separated dream temperatures (default: the paper's Table 2, 0.1,0.5,1,1.15,1.3)")
+    s.add_argument("--dream_episodes", type=positive_int, default=32, help="dream episodes per temperature")
+    s.add_argument("--real_episodes", type=non_negative_int, default=16, help="real-env episodes (0 = skip)")
+    s.add_argument("--max_steps", type=positive_int, default=None, help="episode cap (default: the env's; 2100 doom)")
+    s.add_argument("--workers", type=positive_int, default=os.cpu_count() or 1, help="real-env worker processes")
+    s.add_argument("--worker_timeout", type=positive_float, default=600.0,
+                   help="seconds one real episode may take before its worker is replaced")
+    s.add_argument("--no_progress", action="store_true", help="no progress bar")
+
+    s = add("all", "every analysis whose inputs exist, with default settings")
+    s.add_argument("--skip", default="", help="comma-separated analyses to leave out, e.g. temperature")
+    return p, subs
+
+
+def run(what: str, args: argparse.Namespace) -> list[Path]:
+    logdir, out, device = Path(args.logdir), Path(args.out), resolve_device(args.device)
+    models = {"vae": Path(args.vae) if args.vae else None, "mdnrnn": Path(args.mdnrnn) if args.mdnrnn else None}
+    if what == "reconstructions":
+        from analysis.reconstructions import reconstructions
+        return reconstructions(logdir, out, args.count, args.seed, device, vae=models["vae"])
+    if what == "dream-vs-real":
+        from analysis.dream_vs_real import dream_vs_real
+        return dream_vs_real(logdir, out, args.episode, args.warmup, args.steps, args.temperature, args.every,
+                             args.seed, device, fps=args.fps, **models)
+    if what == "mixture-weights":
+        from analysis.mixture import mixture_weights
+        return mixture_weights(logdir, out, args.episode, args.dream, args.steps, args.temperature, args.frames,
+                               args.seed, device, **models)
+    if what == "committed":
+        from analysis.committed import committed
+        return committed(logdir, out, args.episode, args.steps, args.every, args.temperature, args.actions,
+                         args.seed, device, gif=args.gif, **models)
+    if what == "training":
+        from analysis.training import training
+        return training(logdir, out)
+    from analysis.temperature import temperature
+    return temperature(logdir, out, args.temperatures, args.dream_episodes, args.real_episodes, args.max_steps,
+                       args.seed, args.workers, args.worker_timeout, device, progress=not args.no_progress,
+                       **models)
+
+
+def main() -> None:
+    parser, subs = build_parser()
+    args = parser.parse_args()
+    logdir = Path(args.logdir)
+    if not logdir.is_dir():
+        raise UserError(f"--logdir {logdir}: no such folder")
+    args.out = str(ensure_writable_dir(Path(args.out) if args.out else logdir / "figures", "--out"))
+    if args.what != "all":
+        for path in run(args.what, args):
+            print(f"wrote {path}")
+        return
+    skip = {s.strip() for s in args.skip.split(",") if s.strip()}
+    unknown = skip - set(ANALYSES)
+    if unknown:
+        raise UserError(f"--skip {args.skip}: unknown analyses {sorted(unknown)}; choose from {ANALYSES}")
+    done = 0
+    for what in ANALYSES:
+        if what in skip:
+            continue
+        sub_args = subs[what].parse_args(["--logdir", args.logdir])
+        for name in ("out", "seed", "device", "vae", "mdnrnn"):
+            setattr(sub_args, name, getattr(args, name))
+        try:
+            paths = run(what, sub_args)
+        except UserError as e:
+            print(f"{what}: skipped ({e})")
+            continue
+        done += 1
+        for path in paths:
+            print(f"wrote {path}")
+    if not done:
+        raise UserError(f"--logdir {logdir}: no analysis had its inputs")
+
+
+if __name__ == "__main__":
+    run_main(main)
