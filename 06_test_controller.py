@@ -77,7 +77,7 @@ def main() -> None:
 
     params = None
     if not args.random:
-        world = load_world(paths, "cpu", with_vae=args.record is not None or args.render)
+        world = load_world(paths, "cpu", with_vae=not args.dream or args.record is not None)
         path = Path(args.controller) if args.controller else best_or_last(logdir / "controller")
         params = load_controller(path, spec.name, world.controller.num_params)
 

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from control.agent import WorldModelAgent
-from control.world import load_mdnrnn, load_vae
+from control.world import check_same_vae, load_mdnrnn, load_vae
 from data.policies import make_policy
 from envs.registry import get_spec
 
@@ -61,6 +61,7 @@ def init_worker(env_name: str, env_kwargs: dict, vae_path: str | None, mdnrnn_pa
     if vae_path and mdnrnn_path:
         vae, _ = load_vae(vae_path, "cpu")
         mdnrnn, _ = load_mdnrnn(mdnrnn_path, "cpu")
+        check_same_vae(vae, vae_path, mdnrnn, mdnrnn_path)
         _WORKER["agent"] = WorldModelAgent(spec, vae, mdnrnn)
 
 

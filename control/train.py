@@ -122,7 +122,7 @@ def _controller_record(world: WorldModel, config: ControllerTrainConfig, env: st
 def train_controller(config: ControllerTrainConfig, paths: WorldPaths, out_dir: Path, env_kwargs: dict,
                      new_model: bool = False, progress: bool = True, device: str | torch.device = "cpu",
                      ) -> TrainResult:
-    world = load_world(paths, device if config.mode == "dream" else "cpu", with_vae=False)
+    world = load_world(paths, device if config.mode == "dream" else "cpu", with_vae=config.mode == "real")
     env = world.spec.name
     record = _controller_record(world, config, env)
     state_path, last_path, best_path = out_dir / "es_state.pkl", out_dir / "last.pt", out_dir / "best.pt"

@@ -10,6 +10,7 @@ import torch
 
 from common.checkpoints import load_checkpoint, load_state_dict_checked
 from common.errors import DataError
+from data.encode import weights_sha256
 from data.series import load_initial_z
 from envs.dream import WorldModel
 from envs.registry import get_spec
@@ -57,11 +58,20 @@ def load_mdnrnn(path: Path, device: torch.device | str = "cpu", env: str | None 
     except TypeError as e:
         raise DataError(f"{path}: checkpoint config does not describe an MDN-RNN ({e})") from None
     load_state_dict_checked(model, state, path)
+    model.vae_sha256 = state.get("extra", {}).get("vae_sha256")  # the V whose latents M learned from
     skip_ahead = state.get("extra", {}).get("data", {}).get("skip_ahead", 1)
     if skip_ahead != 1:
         raise DataError(f"{path}: M was trained with --skip_ahead {skip_ahead}; the dream and the controller "
                         "need a next-step model (--skip_ahead 1)")
     return model.to(device).eval(), env_name
+
+
+def check_same_vae(vae: ConvVAE, vae_path: Path, mdnrnn: MDNRNN, mdnrnn_path: Path) -> None:
+    """M only understands the latents of the V that encoded its training series; refuse any other V."""
+    trained_on = getattr(mdnrnn, "vae_sha256", None)
+    if trained_on and trained_on != weights_sha256(vae.state_dict()):
+        raise DataError(f"{vae_path}: not the VAE whose latents {mdnrnn_path} was trained on (retrained since?); "
+                        "pass the matching --vae, or rerun stages 03-04 with this one")
 
 
 def load_initial_latents(path: Path, z_size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -85,6 +95,7 @@ def load_world(paths: WorldPaths, device: torch.device | str = "cpu", with_vae: 
             raise DataError(f"{paths.vae}: VAE was trained for env {vae_env!r}, M for {env!r}")
         if vae.z_size != mdnrnn.z_size:
             raise DataError(f"{paths.vae}: VAE z size {vae.z_size} does not match M's {mdnrnn.z_size}")
+        check_same_vae(vae, paths.vae, mdnrnn, paths.mdnrnn)
     mu, logvar = load_initial_latents(paths.initial_z, mdnrnn.z_size)
     if mdnrnn.action_size != spec.action_dim:
         raise DataError(f"{paths.mdnrnn}: M takes {mdnrnn.action_size} action inputs, env {env!r} has "

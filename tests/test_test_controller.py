@@ -10,6 +10,7 @@ from PIL import Image
 from world_fixture import make_tiny_world
 
 from common.checkpoints import save_checkpoint
+from models.vae import ConvVAE
 
 EPISODE_LINE = re.compile(r"^episode +\d+ +seed +\d+ +score +[\d.]+ +steps +\d+$")
 
@@ -61,3 +62,10 @@ def test_controller_for_other_models_is_refused(tmp_path):
     assert_one_line_error(result, "controller has 7 params", "need 40")
     result = run_stage("06_test_controller.py", "--logdir", run, "--controller", "missing.pt", check=False)
     assert_one_line_error(result, "missing.pt", "no such checkpoint")
+
+
+def test_vae_other_than_the_one_m_learned_from_is_refused(tmp_path):
+    run = trained_run(tmp_path)
+    save_checkpoint(run / "vae" / "best.pt", "vae", {"env": "doom", "z_size": 8}, ConvVAE(8))  # "retrained" V
+    result = run_stage("06_test_controller.py", "--logdir", run, "--episodes", 2, check=False)
+    assert_one_line_error(result, "vae/best.pt", "not the VAE whose latents")

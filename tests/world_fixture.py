@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from common.checkpoints import save_checkpoint
+from data.encode import weights_sha256
 from data.rollouts import write_meta
 from models.mdnrnn import MDNRNN
 from models.vae import ConvVAE
@@ -26,7 +27,8 @@ def make_tiny_world(logdir: Path, env: str = "doom", done_bias: float = -2.0, se
             mdnrnn.head.bias[0] = done_bias
             mdnrnn.head.weight[0] *= 30  # make p(done) depend on the state (and so on the controller)
     save_checkpoint(logdir / "vae" / "best.pt", "vae", {"env": env, "z_size": Z_SIZE}, vae)
-    save_checkpoint(logdir / "mdnrnn" / "best.pt", "mdnrnn", {**mdnrnn.config, "env": env}, mdnrnn)
+    save_checkpoint(logdir / "mdnrnn" / "best.pt", "mdnrnn", {**mdnrnn.config, "env": env}, mdnrnn,
+                    extra={"vae_sha256": weights_sha256(vae.state_dict()), "data": {"skip_ahead": 1}})
     (logdir / "series").mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     np.savez(logdir / "series" / "initial_z.npz", mu=rng.normal(size=(6, Z_SIZE)).astype(np.float16),
