@@ -38,7 +38,9 @@ def build_parser() -> ArgumentParser:
                    help="where episode files go (default: <logdir>/rollouts)")
     p.add_argument("--policy", choices=sorted(POLICIES), default=None,
                    help="random policy: sticky = uniform action held 1-10 steps (reference Doom), "
-                        "brownian = smoothly wandering actions, uniform = a new sample every step "
+                        "sticky_mixed = per episode either that or holds of 20-80 steps (reaches the "
+                        "walls: better data for small runs), brownian = smoothly wandering actions, "
+                        "uniform = a new sample every step "
                         "(default: the env's; sticky for doom, brownian for carracing)")
     p.add_argument("--seed", type=non_negative_int, default=0,
                    help="episode i uses seed + i, so results do not depend on --workers")

@@ -15,7 +15,7 @@ $(VENV)/.installed: requirements.txt
 
 # The six stages on Doom with small flags (about 10 minutes on 2 cores); paper-scale flags are in README.
 demo: setup
-	$(PY) 01_generate_data.py doom --total_episodes 200 --logdir $(RUN)
+	$(PY) 01_generate_data.py doom --total_episodes 300 --policy sticky_mixed --logdir $(RUN)
 	$(PY) 02_train_vae.py --logdir $(RUN) --epochs 1 --max_frames 40000 --lr 0.001
 	$(PY) 03_generate_rnn_data.py --logdir $(RUN)
 	$(PY) 04_train_mdnrnn.py --logdir $(RUN) --epochs 10 --seq_len 100 --batch_size 16

@@ -36,8 +36,10 @@ class UniformPolicy(RandomPolicy):
 class StickyPolicy(RandomPolicy):
     """The reference's Doom policy: a uniform action held for 1-10 steps, then redrawn."""
 
-    def __init__(self, space: gym.spaces.Box, rng: np.random.Generator, max_repeat: int = 10) -> None:
+    def __init__(self, space: gym.spaces.Box, rng: np.random.Generator, min_repeat: int = 1,
+                 max_repeat: int = 10) -> None:
         super().__init__(space, rng)
+        self.min_repeat = min_repeat
         self.max_repeat = max_repeat
         self._left = 0
         self._action = self._uniform()
@@ -48,9 +50,26 @@ class StickyPolicy(RandomPolicy):
     def act(self) -> np.ndarray:
         if self._left == 0:
             self._action = self._uniform()
-            self._left = int(self.rng.integers(1, self.max_repeat + 1))
+            self._left = int(self.rng.integers(self.min_repeat, self.max_repeat + 1))
         self._left -= 1
         return self._action.copy()
+
+
+class MixedStickyPolicy(StickyPolicy):
+    """Per episode, a coin: the reference's 1-10 step holds, or long 20-80 step holds.
+
+    With the reference policy alone, a small dataset hardly ever shows the agent pinned against a
+    wall, so M learns that walls are safe and the controller learns to run into one (demo, 200
+    episodes: holding LEFT survived 1,042 steps in the dream and 171 in the game). Long holds put
+    those deaths into the data; the short-hold half keeps the reference's coverage of the middle.
+    """
+
+    LONG_REPEAT = (20, 80)
+
+    def reset(self) -> None:
+        super().reset()
+        long_holds = bool(self.rng.integers(2))
+        self.min_repeat, self.max_repeat = self.LONG_REPEAT if long_holds else (1, 10)
 
 
 class BrownianPolicy(RandomPolicy):
@@ -76,6 +95,7 @@ class BrownianPolicy(RandomPolicy):
 
 POLICIES: dict[str, type[RandomPolicy]] = {
     "sticky": StickyPolicy,
+    "sticky_mixed": MixedStickyPolicy,
     "brownian": BrownianPolicy,
     "uniform": UniformPolicy,
 }
