@@ -66,10 +66,14 @@ class MixedStickyPolicy(StickyPolicy):
 
     LONG_REPEAT = (20, 80)
 
+    def __init__(self, space: gym.spaces.Box, rng: np.random.Generator) -> None:
+        super().__init__(space, rng)
+        self._short_repeat = (self.min_repeat, self.max_repeat)  # the reference's range
+
     def reset(self) -> None:
         super().reset()
         long_holds = bool(self.rng.integers(2))
-        self.min_repeat, self.max_repeat = self.LONG_REPEAT if long_holds else (1, 10)
+        self.min_repeat, self.max_repeat = self.LONG_REPEAT if long_holds else self._short_repeat
 
 
 class BrownianPolicy(RandomPolicy):
