@@ -91,12 +91,17 @@ def _worker_main(conn: Any, initializer: Callable[..., None] | None, initargs: t
     _die_with_parent()
     _single_threaded_env()
     try:
-        _serve(conn, initializer, initargs)
+        parent_gone = _serve(conn, initializer, initargs)
     finally:
         conn.close()  # the parent then kills what is left of this process group (see _kill_group)
+    if parent_gone:
+        # The parent died: its exit closes the pipe before the kernel sends PR_SET_PDEATHSIG, so a
+        # worker that just returned could beat that signal and orphan its game engine.
+        _kill_own_group()
 
 
-def _serve(conn: Any, initializer: Callable[..., None] | None, initargs: tuple) -> None:
+def _serve(conn: Any, initializer: Callable[..., None] | None, initargs: tuple) -> bool:
+    """Run tasks until the parent says stop (False) or the pipe breaks because it died (True)."""
     broken = None  # a failed initializer fails every task with its error, instead of a silent exit
     if initializer is not None:
         try:
@@ -106,10 +111,10 @@ def _serve(conn: Any, initializer: Callable[..., None] | None, initargs: tuple) 
     while True:
         try:
             message = conn.recv()
-        except (EOFError, OSError):  # parent is gone
-            return
+        except (EOFError, OSError):
+            return True
         if message is None:
-            return
+            return False
         fn, args = message
         if broken is not None:
             conn.send((False, broken))
@@ -121,7 +126,7 @@ def _serve(conn: Any, initializer: Callable[..., None] | None, initargs: tuple) 
         try:
             conn.send(reply)
         except (BrokenPipeError, OSError):
-            return
+            return True
 
 
 class WorkerPool:
