@@ -21,9 +21,10 @@ from common.cli import (
 from common.device import DEVICE_HELP, resolve_device
 from common.errors import UserError
 from common.workers import WorkerError
-from control.options import add_world_flags, real_env_kwargs, world_paths
-from control.train import ControllerTrainConfig, train_controller
-from control.world import load_mdnrnn
+from control.calibration import data_policy_of, default_check_episodes, preflight
+from control.options import add_done_flag, add_world_flags, real_env_kwargs, world_paths
+from control.train import STATE_FILE, ControllerTrainConfig, train_controller
+from control.world import load_mdnrnn, load_world
 from envs.registry import get_spec
 
 
@@ -41,6 +42,7 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--sigma_init", type=positive_float, default=0.1, help="initial CMA-ES step size (paper: 0.1)")
     p.add_argument("--temperature", type=float, default=None,
                    help="dream temperature tau (default: the env's; 1.15 for doom as in the paper)")
+    add_done_flag(p)
     p.add_argument("--max_steps", type=positive_int, default=None,
                    help="episode cap in steps (default: the env's; 2100 doom, 1000 carracing)")
     p.add_argument("--max_generations", type=positive_int, default=2000, help="stop after this many generations")
@@ -55,6 +57,10 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--worker_timeout", type=positive_float, default=600.0,
                    help="real mode: seconds one episode may take before its worker is replaced")
     p.add_argument("--device", default="cpu", help=f"dream mode: where the batched dream runs; {DEVICE_HELP}")
+    p.add_argument("--calibration_episodes", type=non_negative_int, default=None,
+                   help="dream mode, new runs: first score fixed policies (each constant action, the stage-01 "
+                        "policy) this many episodes each in the dream and the real env and warn if the dream "
+                        "flatters one (analyze.py calibration); 0 = skip (default: 32 for doom, else 0)")
     p.add_argument("--new_model", action="store_true", help="discard saved CMA state and start over")
     p.add_argument("--no_progress", action="store_true", help="no progress bar")
     add_world_flags(p)
@@ -76,12 +82,18 @@ def main() -> None:
         raise UserError("--pop_size must be at least 2 for CMA-ES")
     config = ControllerTrainConfig(
         mode=args.mode, pop_size=args.pop_size, num_rollouts=args.num_rollouts, sigma_init=args.sigma_init,
-        temperature=temperature, max_steps=args.max_steps or spec.max_episode_steps or 1000,
+        temperature=temperature, done_mode=args.done, max_steps=args.max_steps or spec.max_episode_steps or 1000,
         max_generations=args.max_generations, eval_every=args.eval_every,
         eval_episodes=args.eval_episodes or (1024 if args.mode == "dream" else 100),
         target_return=args.target_return, seed=args.seed, workers=args.workers,
         worker_timeout=args.worker_timeout,
     )
+    episodes = default_check_episodes(spec) if args.calibration_episodes is None else args.calibration_episodes
+    fresh = args.new_model or not (out_dir / STATE_FILE).exists()
+    if args.mode == "dream" and episodes and fresh:
+        world = load_world(paths, resolve_device(args.device), with_vae=False, done_mode=args.done)
+        preflight(world, data_policy_of(logdir, spec), temperature, config.max_steps, episodes,
+                  real_env_kwargs(args, logdir), out_dir, args.workers, args.worker_timeout)
     try:
         result = train_controller(config, paths, out_dir, real_env_kwargs(args, logdir), args.new_model,
                                   progress=not args.no_progress, device=resolve_device(args.device))

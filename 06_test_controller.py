@@ -8,6 +8,7 @@ seed --seed + i, so `--random` scores the random-policy baseline on exactly the 
 
 from __future__ import annotations
 
+import argparse
 import os
 from pathlib import Path
 
@@ -17,16 +18,29 @@ from common.errors import UserError
 from common.workers import WorkerError
 from control.evaluate import (
     Scores,
+    compare_on_common_seeds,
+    controller_done_mode,
     evaluate_dream,
     evaluate_real,
     load_controller,
+    load_scores,
     record_dream_episode,
     record_real_episode,
+    save_scores,
 )
-from control.options import add_world_flags, env_name, real_env_kwargs, world_paths
+from control.options import add_done_flag, add_world_flags, env_name, real_env_kwargs, world_paths
 from control.world import best_or_last, load_world
-from data.policies import POLICIES
+from data.policies import POLICIES, parse_policy_name
 from envs.registry import get_spec
+
+SCORES_DIR = "scores"  # <logdir>/scores/*.csv: per-episode scores of every stage-06 run
+
+
+def policy_name(text: str) -> str:
+    try:
+        return parse_policy_name(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def build_parser() -> ArgumentParser:
@@ -41,8 +55,9 @@ def build_parser() -> ArgumentParser:
                    help="dream temperature (default: the env's; 1.15 for doom)")
     p.add_argument("--random", action="store_true",
                    help="score the random policy instead of the controller (the baseline; same seeds)")
-    p.add_argument("--random_policy", choices=sorted(POLICIES), default=None,
-                   help="random policy for --random (default: the env's stage-01 policy)")
+    p.add_argument("--random_policy", type=policy_name, default=None,
+                   help=f"policy for --random: {', '.join(sorted(POLICIES))}, or constant:A (the same action "
+                        "every step, e.g. constant:-1 = always LEFT in doom) (default: the env's stage-01 policy)")
     p.add_argument("--max_steps", type=positive_int, default=None,
                    help="episode cap (default: the env's; 2100 doom, 1000 carracing)")
     p.add_argument("--workers", type=positive_int, default=os.cpu_count() or 1,
@@ -58,6 +73,8 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--env", default=None, help="env name (default: from the rollouts' meta.json or M's checkpoint)")
     p.add_argument("--device", default="cpu", help=f"dream only; {DEVICE_HELP}")
     p.add_argument("--no_progress", action="store_true", help="no progress bar")
+    add_done_flag(p, default=None)
+    p.epilog = "--done defaults to the rule the controller was trained with (threshold for older controllers)."
     add_world_flags(p)
     return p
 
@@ -75,11 +92,12 @@ def main() -> None:
     if args.dream and args.random:
         raise UserError("--random scores the real env only; drop --dream")
 
-    params = None
+    params, done_mode = None, args.done or "threshold"
     if not args.random:
         world = load_world(paths, "cpu", with_vae=not args.dream or args.record is not None)
         path = Path(args.controller) if args.controller else best_or_last(logdir / "controller")
         params = load_controller(path, spec.name, world.controller.num_params)
+        done_mode = args.done or controller_done_mode(path)
 
     if args.render:
         if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
@@ -91,21 +109,51 @@ def main() -> None:
 
     try:
         if args.dream:
-            result = evaluate_dream(paths, params, seeds, temperature, max_steps, resolve_device(args.device))
+            result = evaluate_dream(paths, params, seeds, temperature, max_steps, resolve_device(args.device),
+                                    done_mode)
         else:
             result = evaluate_real(spec, env_kwargs, None if args.random else paths, params, seeds, max_steps,
                                    args.workers, args.worker_timeout, policy, progress=not args.no_progress)
     except WorkerError as e:
         raise UserError(str(e)) from None
     print_scores(result)
+    compare_with_saved(logdir / SCORES_DIR, result, args, policy, temperature, done_mode)
     if args.record:
         if args.dream:
             score, length = record_dream_episode(paths, params, seeds[0], temperature, max_steps, Path(args.record),
-                                                 args.fps)
+                                                 args.fps, done_mode)
         else:
             score, length = record_real_episode(spec, env_kwargs, paths, params, seeds[0], max_steps, policy,
                                                 Path(args.record), fps=args.fps)
         print(f"recorded episode 0 (seed {seeds[0]}, score {score:.1f}, {length} steps) to {args.record}")
+
+
+def scores_file(random: bool, dream: bool, policy: str, temperature: float, done_mode: str = "threshold") -> str:
+    if dream:
+        return f"dream_controller_tau{temperature:g}_{done_mode}.csv"
+    return f"real_random_{policy.replace(':', '_').replace(',', '_')}.csv" if random else "real_controller.csv"
+
+
+def compare_with_saved(folder: Path, result: Scores, args: argparse.Namespace, policy: str,
+                       temperature: float, done_mode: str) -> None:
+    """Save this run's scores; in the real env, test controller vs random on the seeds both have scored."""
+    try:
+        save_scores(result, folder / scores_file(args.random, args.dream, policy, temperature, done_mode))
+    except OSError as e:
+        print(f"warning: could not save the scores under {folder} ({e})")
+        return
+    if args.dream:
+        return
+    other_file = folder / scores_file(not args.random, False, policy, temperature)
+    if not other_file.exists():
+        rerun = "without --random" if args.random else "with --random"
+        print(f"(rerun {rerun} on the same seeds to test the difference)")
+        return
+    other = load_scores(other_file, "controller (real)" if args.random else f"random policy ({policy}, real)")
+    controller, random = (other, result) if args.random else (result, other)
+    comparison = compare_on_common_seeds(controller, random)
+    if comparison is not None:
+        print(f"same {comparison.n_a} seeds: {comparison.line()}")
 
 
 def print_scores(result: Scores) -> None:

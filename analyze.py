@@ -24,7 +24,8 @@ from common.cli import (
 from common.device import DEVICE_HELP, resolve_device
 from common.errors import UserError
 
-ANALYSES = ["reconstructions", "dream-vs-real", "mixture-weights", "committed", "training", "temperature"]
+ANALYSES = ["reconstructions", "dream-vs-real", "mixture-weights", "committed", "training", "temperature",
+            "calibration"]
 
 
 def build_parser() -> tuple[ArgumentParser, dict[str, ArgumentParser]]:
@@ -108,6 +109,24 @@ def build_parser() -> tuple[ArgumentParser, dict[str, ArgumentParser]]:
                    help="seconds one real episode may take before its worker is replaced")
     s.add_argument("--no_progress", action="store_true", help="no progress bar")
 
+    s = add("calibration", "will a dream-trained controller transfer? Survival of fixed policies (each constant "
+                           "action; the stage-01 random policy) and of the trained controller, if any, in the dream "
+                           "and in the real env on the same seeds, with the dream/real ratio and a verdict "
+                           "-> calibration.csv/.png")
+    s.add_argument("--episodes", type=positive_int, default=64, help="episodes per policy, in the dream and real")
+    s.add_argument("--temperature", type=non_negative_float, default=None,
+                   help="dream temperature (default: the env's, 1.15 for doom)")
+    s.add_argument("--max_steps", type=positive_int, default=None, help="episode cap (default: the env's; 2100 doom)")
+    s.add_argument("--dream_only", action="store_true", help="skip the real env (no ratios, no verdict)")
+    from control.options import add_done_flag
+
+    add_done_flag(s, default=None)
+    s.add_argument("--no_controller", action="store_true", help="fixed policies only, even if a controller exists")
+    s.add_argument("--workers", type=positive_int, default=os.cpu_count() or 1, help="real-env worker processes")
+    s.add_argument("--worker_timeout", type=positive_float, default=600.0,
+                   help="seconds one real episode may take before its worker is replaced")
+    s.add_argument("--no_progress", action="store_true", help="no progress bar")
+
     s = add("all", "every analysis whose inputs exist, with default settings")
     s.add_argument("--skip", default="", help="comma-separated analyses to leave out, e.g. temperature")
     return p, subs
@@ -134,6 +153,11 @@ def run(what: str, args: argparse.Namespace) -> list[Path]:
     if what == "training":
         from analysis.training import training
         return training(logdir, out)
+    if what == "calibration":
+        from analysis.calibration import calibration
+        return calibration(logdir, out, args.episodes, args.temperature, args.max_steps, args.seed, args.workers,
+                           args.worker_timeout, device, progress=not args.no_progress, real=not args.dream_only,
+                           controller=not args.no_controller, done_mode=args.done, **models)
     from analysis.temperature import temperature
     return temperature(logdir, out, args.temperatures, args.dream_episodes, args.real_episodes, args.max_steps,
                        args.seed, args.workers, args.worker_timeout, device, progress=not args.no_progress,

@@ -18,8 +18,8 @@ from common.errors import UserError
 from common.plot import line_chart
 from common.workers import WorkerError
 from control.evaluate import evaluate_dream, evaluate_real, load_controller
+from control.options import env_kwargs_of_run
 from control.world import WorldPaths, best_or_last, load_world
-from data.rollouts import read_meta
 
 PAPER_TEMPERATURES = (0.1, 0.5, 1.0, 1.15, 1.3)
 
@@ -42,11 +42,10 @@ def temperature(logdir: Path, out: Path, temperatures: tuple[float, ...] = PAPER
               f"over {dream_episodes} episodes")
     real_mean = real_std = float("nan")
     if real_episodes:
-        meta = read_meta(logdir / "rollouts") if (logdir / "rollouts").is_dir() else None
-        env_kwargs = dict(meta.get("env_kwargs", {})) if meta else {}
         try:
-            real = evaluate_real(spec, env_kwargs, paths, params, [seed + i for i in range(real_episodes)], cap,
-                                 workers, worker_timeout, spec.default_policy, progress=progress)
+            real = evaluate_real(spec, env_kwargs_of_run(logdir), paths, params,
+                                 [seed + i for i in range(real_episodes)], cap, workers,
+                                 worker_timeout, spec.default_policy, progress=progress)
         except WorkerError as e:
             raise UserError(str(e)) from None
         real_mean, real_std = float(real.scores.mean()), float(real.scores.std())

@@ -1,4 +1,4 @@
-"""Line charts with Pillow alone (matplotlib is not a dependency): axes, ticks, labels, legend."""
+"""Line and bar charts with Pillow alone (matplotlib is not a dependency): axes, ticks, labels, legend."""
 
 from __future__ import annotations
 
@@ -90,4 +90,63 @@ def line_chart(series: dict[str, tuple[Sequence[float], Sequence[float]]], path:
     if own:
         with atomic_path(path) as tmp:
             image.save(tmp, format="PNG")
+    return image
+
+
+def bar_chart(groups: Sequence[str], series: dict[str, Sequence[float]], path: str | Path, title: str,
+              ylabel: str, errors: dict[str, Sequence[float]] | None = None, size: tuple[int, int] = (760, 420),
+              hline: tuple[str, float] | None = None) -> Image.Image:
+    """Grouped bars: one group per label in `groups`, one bar per series, optional ± error whiskers."""
+    image = Image.new("RGB", size, "white")
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.load_default()
+    plot = (70, 34, size[0] - 20, size[1] - 70)
+    errors = errors or {}
+    tops = [v + (errors.get(n, [0] * len(vs))[i] if math.isfinite(v) else 0)
+            for n, vs in series.items() for i, v in enumerate(vs) if math.isfinite(v)]
+    if hline is not None:
+        tops.append(hline[1])
+    y_ticks = nice_ticks(0.0, max(tops or [1.0]))
+    y_high = max(y_ticks[-1], max(tops or [1.0])) or 1.0
+
+    def to_y(v: float) -> float:
+        return plot[3] - max(0.0, v) / y_high * (plot[3] - plot[1])
+
+    draw.text((size[0] / 2, 10), title, fill="black", font=font, anchor="mt")
+    for t in y_ticks:
+        draw.line([(plot[0], to_y(t)), (plot[2], to_y(t))], fill=(225, 225, 225))
+        draw.text((plot[0] - 6, to_y(t)), _label(t), fill="black", font=font, anchor="rm")
+    draw.rectangle(plot, outline="black")
+    group_w = (plot[2] - plot[0]) / max(1, len(groups))
+    bar_w = group_w * 0.8 / max(1, len(series))
+    for g, name in enumerate(groups):
+        x0 = plot[0] + g * group_w + group_w * 0.1
+        draw.text((plot[0] + (g + 0.5) * group_w, plot[3] + 8), name, fill="black", font=font, anchor="mt")
+        for s, (label, values) in enumerate(series.items()):
+            v = values[g]
+            if not math.isfinite(v):
+                continue
+            color = PALETTE[s % len(PALETTE)]
+            left = x0 + s * bar_w
+            draw.rectangle([left + 1, to_y(v), left + bar_w - 1, plot[3]], fill=color)
+            err = errors.get(label, [0] * len(values))[g]
+            if err:
+                cx = left + bar_w / 2
+                draw.line([(cx, to_y(v - err)), (cx, to_y(v + err))], fill="black", width=1)
+                draw.line([(cx - 4, to_y(v + err)), (cx + 4, to_y(v + err))], fill="black", width=1)
+            draw.text((left + bar_w / 2, to_y(v) - 2), _label(round(v, 1)), fill="black", font=font, anchor="mb")
+    if hline is not None:
+        y = to_y(hline[1])
+        draw.line([(plot[0], y), (plot[2], y)], fill=(120, 120, 120), width=1)
+        draw.text((plot[2] - 4, y - 2), hline[0], fill=(90, 90, 90), font=font, anchor="rb")
+    for s, label in enumerate(series):
+        lx, ly = plot[0] + 10 + 200 * s, size[1] - 30
+        draw.rectangle([lx, ly, lx + 14, ly + 10], fill=PALETTE[s % len(PALETTE)])
+        draw.text((lx + 20, ly), label, fill="black", font=font)
+    ylabel_img = Image.new("RGB", (max(1, len(ylabel) * 7 + 8), 14), "white")
+    ImageDraw.Draw(ylabel_img).text((4, 1), ylabel, fill="black", font=font)
+    rotated = ylabel_img.rotate(90, expand=True)
+    image.paste(rotated, (6, int((plot[1] + plot[3]) / 2 - rotated.height / 2)))
+    with atomic_path(path) as tmp:
+        image.save(tmp, format="PNG")
     return image

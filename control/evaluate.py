@@ -13,9 +13,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from common.atomic import atomic_path
 from common.checkpoints import load_checkpoint
+from common.csvlog import read_csv
 from common.errors import DataError
 from common.recorder import save_video, side_by_side
+from common.stats import Comparison, welch
 from common.workers import WorkerPool
 from control.agent import WorldModelAgent
 from control.real import agent_episode_task, init_worker, random_chooser, random_episode_task, run_episode
@@ -39,6 +42,37 @@ class Scores:
                 f"mean length {self.lengths.mean():.0f})")
 
 
+def save_scores(result: Scores, path: Path) -> None:
+    """Per-episode seed, score and length as CSV (atomic), so later runs can be compared on the same seeds."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = ["seed,score,length"] + [f"{s},{x:g},{int(n)}" for s, x, n in zip(result.seeds, result.scores,
+                                                                              result.lengths)]
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text("\n".join(rows) + "\n")
+
+
+def load_scores(path: Path, label: str) -> Scores:
+    rows = read_csv(path)
+    try:
+        seeds = [int(r["seed"]) for r in rows]
+        scores = np.array([float(r["score"]) for r in rows])
+        lengths = np.array([float(r["length"]) for r in rows])
+    except (KeyError, ValueError) as e:
+        raise DataError(f"{path}: not a scores file written by 06_test_controller.py ({e})") from None
+    return Scores(label, seeds, scores, lengths)
+
+
+def compare_on_common_seeds(a: Scores, b: Scores) -> Comparison | None:
+    """Welch's test of a vs b on the seeds both have scored (None if fewer than 2 in common)."""
+    common = sorted(set(a.seeds) & set(b.seeds))
+    if len(common) < 2:
+        return None
+    pick = [{s: i for i, s in enumerate(x.seeds)} for x in (a, b)]
+    scores_a = a.scores[[pick[0][s] for s in common]]
+    scores_b = b.scores[[pick[1][s] for s in common]]
+    return welch(scores_a, scores_b, a.label, b.label)
+
+
 def load_controller(path: Path, env: str, num_params: int) -> np.ndarray:
     state = load_checkpoint(path, "controller", expect={"env": env})
     params = state["model"].get("params")
@@ -48,9 +82,14 @@ def load_controller(path: Path, env: str, num_params: int) -> np.ndarray:
     return params.double().numpy()
 
 
+def controller_done_mode(path: Path) -> str:
+    """The dream's done rule the controller was trained with (older checkpoints: the reference's threshold)."""
+    return load_checkpoint(path, "controller").get("config", {}).get("done_mode", "threshold")
+
+
 def evaluate_dream(paths: WorldPaths, params: np.ndarray, seeds: list[int], temperature: float,
-                   max_steps: int, device: str | torch.device = "cpu") -> Scores:
-    world = load_world(paths, device, with_vae=False)
+                   max_steps: int, device: str | torch.device = "cpu", done_mode: str = "threshold") -> Scores:
+    world = load_world(paths, device, with_vae=False, done_mode=done_mode)
     scores, lengths = rollout_population(world, torch.as_tensor(params[None], dtype=torch.float32), seeds,
                                          temperature, max_steps)
     return Scores(f"controller (dream, tau={temperature:g})", seeds, scores[0], lengths[0])
@@ -122,9 +161,9 @@ def _decode(vae: torch.nn.Module, z: torch.Tensor) -> np.ndarray:
 
 
 def record_dream_episode(paths: WorldPaths, params: np.ndarray, seed: int, temperature: float, max_steps: int,
-                         out: Path, fps: float = 30.0) -> tuple[float, int]:
+                         out: Path, fps: float = 30.0, done_mode: str = "threshold") -> tuple[float, int]:
     """One dream episode decoded by V, saved as a video."""
-    world = load_world(paths, "cpu")
+    world = load_world(paths, "cpu", done_mode=done_mode)
     env = DreamEnv(world, temperature, max_steps, render_mode="rgb_array")
     obs, _ = env.reset(seed=seed)
     frames, score, length = [side_by_side([env.render()])], 0.0, 0  # render() decodes z with V

@@ -8,6 +8,7 @@ from pathlib import Path
 from common.cli import json_object
 from control.world import WorldPaths, load_mdnrnn
 from data.rollouts import read_meta
+from envs.dream import DONE_MODES
 
 
 def add_world_flags(parser: argparse.ArgumentParser) -> None:
@@ -20,13 +21,22 @@ def add_world_flags(parser: argparse.ArgumentParser) -> None:
                         help="JSON options for the real env (default: those the rollouts were collected with)")
 
 
+def add_done_flag(parser: argparse.ArgumentParser, default: str | None = "threshold") -> None:
+    parser.add_argument("--done", choices=sorted(DONE_MODES), default=default,
+                        help="how the dream decides that an episode ends: "
+                             + "; ".join(f"{k}: {v}" for k, v in DONE_MODES.items()))
+
+
 def world_paths(args: argparse.Namespace, logdir: Path) -> WorldPaths:
     return WorldPaths.from_logdir(logdir, args.vae, args.mdnrnn, args.initial_z)
 
 
 def real_env_kwargs(args: argparse.Namespace, logdir: Path) -> dict:
-    if args.env_kwargs is not None:
-        return args.env_kwargs
+    return args.env_kwargs if args.env_kwargs is not None else env_kwargs_of_run(logdir)
+
+
+def env_kwargs_of_run(logdir: Path) -> dict:
+    """The real env's options the run's rollouts were collected with (e.g. doom's screen_flashes)."""
     meta = read_meta(logdir / "rollouts") if (logdir / "rollouts").is_dir() else None
     return dict(meta.get("env_kwargs", {})) if meta else {}
 

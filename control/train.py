@@ -31,6 +31,7 @@ from control.real import agent_episode_task, init_worker
 from control.world import WorldPaths, load_world
 from envs.dream import WorldModel, rollout_population
 
+STATE_FILE = "es_state.pkl"
 EVAL_SEED_BASE = 1_000_000  # evaluation scenarios, fixed for the whole run
 LOG_FIELDS = ["generation", "seconds", "mean_fitness", "min_fitness", "max_fitness", "std_fitness",
               "sigma", "rms_stdev", "mean_length", "eval_score", "eval_std", "best_eval"]
@@ -43,6 +44,7 @@ class ControllerTrainConfig:
     num_rollouts: int = 16
     sigma_init: float = 0.1
     temperature: float = 1.15
+    done_mode: str = "threshold"  # envs.dream.DONE_MODES
     max_steps: int = 2100
     max_generations: int = 2000
     eval_every: int = 25
@@ -116,16 +118,17 @@ class TrainResult:
 def _controller_record(world: WorldModel, config: ControllerTrainConfig, env: str) -> dict[str, Any]:
     return {"env": env, **world.controller.to_dict(), "num_params": world.controller.num_params,
             "z_size": world.mdnrnn.z_size, "hidden_size": world.mdnrnn.hidden_size,
-            "temperature": config.temperature, **config.identity()}
+            "temperature": config.temperature, "done_mode": config.done_mode, **config.identity()}
 
 
 def train_controller(config: ControllerTrainConfig, paths: WorldPaths, out_dir: Path, env_kwargs: dict,
                      new_model: bool = False, progress: bool = True, device: str | torch.device = "cpu",
                      ) -> TrainResult:
-    world = load_world(paths, device if config.mode == "dream" else "cpu", with_vae=config.mode == "real")
+    world = load_world(paths, device if config.mode == "dream" else "cpu", with_vae=config.mode == "real",
+                       done_mode=config.done_mode)
     env = world.spec.name
     record = _controller_record(world, config, env)
-    state_path, last_path, best_path = out_dir / "es_state.pkl", out_dir / "last.pt", out_dir / "best.pt"
+    state_path, last_path, best_path = out_dir / STATE_FILE, out_dir / "last.pt", out_dir / "best.pt"
     log_path = out_dir / "log.csv"
     if new_model:
         for p in (state_path, last_path, best_path, log_path, out_dir / "progress.png"):

@@ -82,7 +82,8 @@ def load_initial_latents(path: Path, z_size: int) -> tuple[torch.Tensor, torch.T
     return (torch.from_numpy(arrays["mu"].astype(np.float32)), torch.from_numpy(arrays["logvar"].astype(np.float32)))
 
 
-def load_world(paths: WorldPaths, device: torch.device | str = "cpu", with_vae: bool = True) -> WorldModel:
+def load_world(paths: WorldPaths, device: torch.device | str = "cpu", with_vae: bool = True,
+               done_mode: str = "threshold") -> WorldModel:
     """V (optional), M and initial latents, checked to be for the same env and z size."""
     mdnrnn, env = load_mdnrnn(paths.mdnrnn, device)
     if not env:
@@ -100,4 +101,4 @@ def load_world(paths: WorldPaths, device: torch.device | str = "cpu", with_vae: 
     if mdnrnn.action_size != spec.action_dim:
         raise DataError(f"{paths.mdnrnn}: M takes {mdnrnn.action_size} action inputs, env {env!r} has "
                         f"{spec.action_dim}")
-    return WorldModel(spec, mdnrnn, mu.to(device), logvar.to(device), vae)
+    return WorldModel(spec, mdnrnn, mu.to(device), logvar.to(device), vae, done_mode)

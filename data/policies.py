@@ -97,6 +97,19 @@ class BrownianPolicy(RandomPolicy):
         return action.copy()
 
 
+class ConstantPolicy(RandomPolicy):
+    """The same action every step: a reference point for the dream's calibration (does M know walls kill?)."""
+
+    def __init__(self, space: gym.spaces.Box, rng: np.random.Generator, action: np.ndarray) -> None:
+        super().__init__(space, rng)
+        self.action = np.clip(np.asarray(action, np.float32).reshape(self.low.shape), self.low, self.high)
+
+    def act(self) -> np.ndarray:
+        return self.action.copy()
+
+
+CONSTANT_PREFIX = "constant:"
+
 POLICIES: dict[str, type[RandomPolicy]] = {
     "sticky": StickyPolicy,
     "sticky_mixed": MixedStickyPolicy,
@@ -105,5 +118,28 @@ POLICIES: dict[str, type[RandomPolicy]] = {
 }
 
 
+def constant_policy_name(action: np.ndarray) -> str:
+    """'constant:-1' / 'constant:0,1,0': the name make_policy() turns back into a ConstantPolicy."""
+    return CONSTANT_PREFIX + ",".join(f"{float(a):g}" for a in np.asarray(action).reshape(-1))
+
+
+def parse_policy_name(name: str, action_dim: int | None = None) -> str:
+    """Check a policy name (a key of POLICIES or 'constant:a1,...'); ValueError says what is wrong."""
+    if name in POLICIES:
+        return name
+    if not name.startswith(CONSTANT_PREFIX):
+        raise ValueError(f"unknown policy {name!r}; choose from {sorted(POLICIES)} or constant:A[,A...]")
+    try:
+        values = [float(v) for v in name[len(CONSTANT_PREFIX):].split(",")]
+    except ValueError:
+        raise ValueError(f"policy {name!r}: constant actions must be numbers, e.g. constant:-1") from None
+    if action_dim is not None and len(values) != action_dim:
+        raise ValueError(f"policy {name!r}: {len(values)} action values, the env has {action_dim}")
+    return name
+
+
 def make_policy(name: str, space: gym.spaces.Box, rng: np.random.Generator) -> RandomPolicy:
+    if name.startswith(CONSTANT_PREFIX):
+        parse_policy_name(name, int(np.prod(space.shape)))
+        return ConstantPolicy(space, rng, np.array([float(v) for v in name[len(CONSTANT_PREFIX):].split(",")]))
     return POLICIES[name](space, rng)

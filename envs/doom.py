@@ -44,6 +44,7 @@ class DoomTakeCoverEnv(gym.Env):
         render_mode: str | None = None,
         resolution: str = DEFAULT_RESOLUTION,
         max_episode_steps: int = MAX_EPISODE_STEPS,
+        screen_flashes: bool = False,
     ) -> None:
         import vizdoom as vzd
 
@@ -63,6 +64,9 @@ class DoomTakeCoverEnv(gym.Env):
         game.set_screen_resolution(getattr(vzd.ScreenResolution, RESOLUTIONS[resolution]))
         game.set_screen_format(vzd.ScreenFormat.RGB24)
         game.set_window_visible(render_mode == "human")
+        # VizDoom 1.3's take_cover.cfg turns the red flash of a hit off; the reference's engine drew it.
+        # On, a hit reddens the whole frame for ~20 tics: the only visible sign of how hurt the agent is.
+        game.set_render_screen_flashes(bool(screen_flashes))
         game.set_mode(vzd.Mode.PLAYER)
         game.set_episode_timeout(0)  # the cap is ours, so a time-out reads as truncated
         buttons = [b.name for b in game.get_available_buttons()]

@@ -11,7 +11,8 @@ reproduces the single-env episode with the same seed.
 
 Per step, as in the reference (spec §1.3): a = C([z, c, h]); M advances on (z, a, restart) to give the
 mixture for the next z; z' is sampled at temperature tau (logits / tau, sigma * sqrt(tau)); done when
-p(done) > 0.5 or the step cap is reached; Doom's reward is +1 per step, the terminal one included.
+p(done) > 0.5 (or, with done_mode "sample", drawn with M's calibrated hazard) or at the step cap;
+Doom's reward is +1 per step, the terminal one included.
 """
 
 from __future__ import annotations
@@ -24,10 +25,18 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from data.policies import make_policy
 from envs.registry import EnvSpec
 from models.controller import ControllerConfig, act, controller_config, controller_inputs
-from models.mdnrnn import MDNRNN, MDNOutput, done_from_logit
+from models.mdnrnn import MDNRNN, MDNOutput, done_from_logit, done_probability
 from models.vae import ConvVAE
+
+DONE_MODES = {
+    "threshold": "the episode ends when p(done) > 0.5 on the head trained with positives x10, i.e. at a believed "
+                 "hazard above 1/11 (the reference; deterministic)",
+    "sample": "the episode ends with the hazard M believes in, sigmoid(logit - log 10), drawn each step "
+              "(ZW's port sampled done)",
+}
 
 
 @dataclass
@@ -39,8 +48,11 @@ class WorldModel:
     initial_mu: torch.Tensor  # (N0, Z): first-frame latents of real episodes
     initial_logvar: torch.Tensor
     vae: ConvVAE | None = None
+    done_mode: str = "threshold"  # see DONE_MODES
 
     def __post_init__(self) -> None:
+        if self.done_mode not in DONE_MODES:
+            raise ValueError(f"done_mode must be one of {sorted(DONE_MODES)}, got {self.done_mode!r}")
         self.mdnrnn.eval()
         if self.vae is not None:
             self.vae.eval()
@@ -167,7 +179,10 @@ class BatchedDream:
         self.z = sample_mixture(out, self.temperature, uniform, normal)
         self.restart = torch.zeros_like(self.restart)
         self.steps += 1
-        if m.predict_done:
+        if m.predict_done and world.done_mode == "sample":
+            hazard = done_probability(out.done_logit)
+            terminated = self.noise.draw(self.scenario, 1, "uniform")[:, 0] < hazard
+        elif m.predict_done:
             terminated = done_from_logit(out.done_logit)
         else:
             terminated = torch.zeros(self.num_active, dtype=torch.bool, device=self.z.device)
@@ -212,6 +227,31 @@ def rollout_population(world: WorldModel, params: torch.Tensor, seeds: list[int]
         lengths[result.episodes] += 1
     shape = (num_candidates, num_seeds)
     return total.reshape(shape).cpu().numpy(), lengths.reshape(shape).cpu().numpy()
+
+
+@torch.no_grad()
+def rollout_policy(world: WorldModel, policy: str, seeds: list[int], temperature: float,
+                   max_steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """A stage-01 policy (or 'constant:a') in the dream, one episode per seed; returns (returns, lengths).
+
+    Episode i's policy draws from the same generator as the real-env baseline on seed i
+    (control/real.py), so the dream and the game see the same action sequences where lengths allow.
+    """
+    space = gym.spaces.Box(np.asarray(world.spec.action_low, np.float32),
+                           np.asarray(world.spec.action_high, np.float32))
+    policies = [make_policy(policy, space, np.random.default_rng([seed, 2])) for seed in seeds]
+    for p in policies:
+        p.reset()
+    dream = BatchedDream(world, temperature, max_steps)
+    dream.reset(list(seeds))
+    total = torch.zeros(len(seeds), device=world.device)
+    lengths = torch.zeros_like(total)
+    while dream.num_active:
+        actions = np.stack([policies[i].act() for i in dream.active.tolist()])
+        result = dream.step(torch.as_tensor(actions, device=world.device))
+        total[result.episodes] += result.reward
+        lengths[result.episodes] += 1
+    return total.cpu().numpy(), lengths.cpu().numpy()
 
 
 class DreamEnv(gym.Env):

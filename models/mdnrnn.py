@@ -361,6 +361,11 @@ def sample_next_z(
     return (z, index) if return_components else z
 
 
+def done_probability(logit: torch.Tensor, pos_weight: float = 10.0) -> torch.Tensor:
+    """The hazard M believes in: training with positives x pos_weight shifts the logit by log(pos_weight)."""
+    return torch.sigmoid(logit - math.log(pos_weight))
+
+
 def done_from_logit(logit: torch.Tensor) -> torch.Tensor:
     """Hard threshold p(done) > 0.5 (logit > 0), not a Bernoulli draw; the paper found it more stable."""
     return logit > 0

@@ -45,6 +45,15 @@ def test_real_scores_random_baseline_and_recording(tmp_path):
     seeds = [line.split()[3] for line in random_out.splitlines() if line.startswith("episode ")]
     assert seeds == ["0", "1", "2"]
     check_report(random_out, 3, "random policy (sticky, real)")
+    comparison = next(line for line in random_out.splitlines() if line.startswith("same 3 seeds: "))
+    assert re.search(r"controller \(real\) [\d.]+ ± [\d.]+ \(n 3\) vs random policy \(sticky, real\)", comparison)
+    assert re.search(r"Welch t -?[\d.]+, df \d+, p [\d.e-]+", comparison), comparison
+    assert (run / "scores" / "real_controller.csv").exists() and (run / "scores" / "real_random_sticky.csv").exists()
+    left = run_stage("06_test_controller.py", "--logdir", run, "--episodes", 2, "--random", "--random_policy",
+                     "constant:-1").stdout
+    check_report(left, 2, "random policy (constant:-1, real)")
+    bad = run_stage("06_test_controller.py", "--logdir", run, "--random", "--random_policy", "constant:x", check=False)
+    assert bad.returncode == 2 and "constant:x" in bad.stderr
 
 
 def test_dream_scores_and_recording(tmp_path):
