@@ -32,9 +32,14 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--logdir", default=None,
                    help="experiment folder holding series/ (required unless --input_data_folder and --savefolder)")
     p.add_argument("--input_data_folder", default=None, help="series from stage 03 (default: <logdir>/series)")
+    p.add_argument("--extra_input_folders", nargs="+", default=(), metavar="FOLDER",
+                   help="more series folders encoded by the same VAE to train on as well (e.g. the episodes of "
+                        "iterative training rounds); each is split into train/validation episodes the same way")
     p.add_argument("--savefolder", default=None, help="where checkpoints and logs go (default: <logdir>/mdnrnn)")
     p.add_argument("--epochs", type=positive_int, default=20,
-                   help="passes over the training episodes in total; a rerun continues up to this many (paper: 20)")
+                   help="passes over the training episodes in total; a rerun continues up to this many (the paper "
+                        "says 20, which is its CarRacing text; its Doom code ran 400 epochs of 61 steps, ~24k Adam "
+                        "steps of 100 x 500 timesteps)")
     p.add_argument("--num_mixtures", type=positive_int, default=None,
                    help="Gaussians per z dimension (default: the env's; 5 as in the paper)")
     p.add_argument("--hidden", type=positive_int, default=None,
@@ -75,6 +80,7 @@ def main() -> None:
     logdir = Path(args.logdir) if args.logdir else None
     config = MDNTrainConfig(
         input_folder=args.input_data_folder or os.path.join(logdir, "series"),
+        extra_input_folders=tuple(args.extra_input_folders),
         savefolder=args.savefolder or os.path.join(logdir, "mdnrnn"),
         epochs=args.epochs, num_mixtures=args.num_mixtures, hidden=args.hidden, seq_len=args.seq_len,
         batch_size=args.batch_size, lr=args.lr, min_lr=args.min_lr, lr_decay=args.lr_decay,

@@ -128,23 +128,27 @@ def main() -> None:
         print(f"recorded episode 0 (seed {seeds[0]}, score {score:.1f}, {length} steps) to {args.record}")
 
 
-def scores_file(random: bool, dream: bool, policy: str, temperature: float, done_mode: str = "threshold") -> str:
+def scores_file(random: bool, dream: bool, policy: str, temperature: float, done_mode: str = "threshold",
+                controller: str | None = None) -> str:
+    """File name under <logdir>/scores; a --controller other than the default is named after its folder."""
+    name = "controller" if controller is None else f"controller_{Path(controller).resolve().parent.name}"
     if dream:
-        return f"dream_controller_tau{temperature:g}_{done_mode}.csv"
-    return f"real_random_{policy.replace(':', '_').replace(',', '_')}.csv" if random else "real_controller.csv"
+        return f"dream_{name}_tau{temperature:g}_{done_mode}.csv"
+    return f"real_random_{policy.replace(':', '_').replace(',', '_')}.csv" if random else f"real_{name}.csv"
 
 
 def compare_with_saved(folder: Path, result: Scores, args: argparse.Namespace, policy: str,
                        temperature: float, done_mode: str) -> None:
     """Save this run's scores; in the real env, test controller vs random on the seeds both have scored."""
     try:
-        save_scores(result, folder / scores_file(args.random, args.dream, policy, temperature, done_mode))
+        save_scores(result, folder / scores_file(args.random, args.dream, policy, temperature, done_mode,
+                                                 args.controller))
     except OSError as e:
         print(f"warning: could not save the scores under {folder} ({e})")
         return
     if args.dream:
         return
-    other_file = folder / scores_file(not args.random, False, policy, temperature)
+    other_file = folder / scores_file(not args.random, False, policy, temperature, controller=args.controller)
     if not other_file.exists():
         rerun = "without --random" if args.random else "with --random"
         print(f"(rerun {rerun} on the same seeds to test the difference)")

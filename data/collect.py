@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,7 @@ class CollectConfig:
     max_steps: int = DEFAULT_MAX_STEPS
     min_length: int = 0
     env_kwargs: dict[str, Any] = field(default_factory=dict)
+    agent: dict[str, Any] | None = None  # AgentPolicy fields: episodes played by a trained controller
 
     def identity(self) -> dict[str, Any]:
         """What must match for new episodes to belong with the ones already in out_dir."""
@@ -67,14 +69,30 @@ class CollectSummary:
                 f"time: {self.seconds:.1f} s ({fps:.0f} frames/s)")
 
 
-def collect_episode(env: gym.Env, policy_name: str, seed: int, max_steps: int) -> dict[str, np.ndarray]:
-    """One random-policy episode as rollout arrays (see data/rollouts.py for the format)."""
+@dataclass(frozen=True)
+class AgentPolicy:
+    """Iterative training (paper §5): episodes of the current V + M + C, a share of them random instead.
+
+    With probability `explore` an episode is played by the random `policy` of the CollectConfig, so M
+    keeps seeing the states the controller avoids; the rest are the controller's own (what M must get
+    right for the controller to improve).
+    """
+
+    vae: str
+    mdnrnn: str
+    controller: str
+    explore: float = 0.3
+
+
+def collect_episode(env: gym.Env, policy_name: str, seed: int, max_steps: int,
+                    choose: Callable[[np.ndarray], np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """One episode as rollout arrays (see data/rollouts.py for the format): the random policy, or `choose(obs)`."""
     policy = make_policy(policy_name, env.action_space, np.random.default_rng([seed, 1]))
     obs, _ = env.reset(seed=seed)
     policy.reset()
     frames, actions, rewards, dones = [], [], [], []
     for _ in range(max_steps):
-        action = policy.act()
+        action = policy.act() if choose is None else choose(obs)
         frames.append(obs)
         actions.append(env.canonical_action(action))
         obs, reward, terminated, truncated, _ = env.step(action)
@@ -92,6 +110,32 @@ def collect_episode(env: gym.Env, policy_name: str, seed: int, max_steps: int) -
 
 # -- worker side ----------------------------------------------------------------------------------
 _WORKER_ENVS: dict[str, gym.Env] = {}
+_WORKER_AGENTS: dict[str, Any] = {}
+
+
+def _agent_chooser(config: CollectConfig, seed: int) -> Callable[[np.ndarray], np.ndarray] | None:
+    """The controller's act() for this episode, or None when the coin says explore (random policy)."""
+    agent_policy = AgentPolicy(**config.agent)
+    if np.random.default_rng([seed, 3]).random() < agent_policy.explore:
+        return None
+    key = json.dumps(config.agent, sort_keys=True)
+    agent = _WORKER_AGENTS.get(key)
+    if agent is None:
+        import torch
+
+        from control.agent import WorldModelAgent
+        from control.evaluate import load_controller
+        from control.world import check_same_vae, load_mdnrnn, load_vae
+
+        torch.set_num_threads(1)
+        vae, _ = load_vae(Path(agent_policy.vae), "cpu")
+        mdnrnn, _ = load_mdnrnn(Path(agent_policy.mdnrnn), "cpu")
+        check_same_vae(vae, Path(agent_policy.vae), mdnrnn, Path(agent_policy.mdnrnn))
+        agent = WorldModelAgent(get_spec(config.env), vae, mdnrnn)
+        agent.set_params(load_controller(Path(agent_policy.controller), config.env, agent.config.num_params))
+        _WORKER_AGENTS[key] = agent
+    agent.reset(seed)
+    return agent.act
 
 
 def _worker_episode(config: CollectConfig, index: int) -> tuple[int, bool]:
@@ -100,7 +144,9 @@ def _worker_episode(config: CollectConfig, index: int) -> tuple[int, bool]:
     env = _WORKER_ENVS.get(key)
     if env is None:
         env = _WORKER_ENVS[key] = get_spec(config.env).create(**config.env_kwargs)
-    episode = collect_episode(env, config.policy, config.seed + index, config.max_steps)
+    seed = config.seed + index
+    choose = _agent_chooser(config, seed) if config.agent else None
+    episode = collect_episode(env, config.policy, seed, config.max_steps, choose)
     length = len(episode["done"])
     if length < config.min_length:
         skipped_marker(config.out_dir, index).touch()

@@ -65,6 +65,7 @@ class MDNTrainConfig:
     input_folder: str
     savefolder: str
     epochs: int = 20
+    extra_input_folders: tuple[str, ...] = ()  # more series of the same env and VAE (iterative training rounds)
     num_mixtures: int | None = None  # default: the env's (5)
     hidden: int | None = None  # default: the env's (doom 512, carracing 256)
     seq_len: int | None = None  # default: ENV_SEQ_LEN or DEFAULT_SEQ_LEN
@@ -294,30 +295,49 @@ class MDNData:
     train_steps: int
     val_steps: int
     vae_sha256: str | None
+    extra_folders: int = 0
 
     def line(self) -> str:
         val = f"{len(self.val)} validation episodes ({self.val_steps} steps)" if self.val else "no validation"
-        return (f"{self.folder.folder}: env {self.env}, z {self.z_size}, action {self.action_size}, "
+        more = f" (+ {self.extra_folders} more folders)" if self.extra_folders else ""
+        return (f"{self.folder.folder}{more}: env {self.env}, z {self.z_size}, action {self.action_size}, "
                 f"{len(self.train)} training episodes ({self.train_steps} steps), {val}")
 
 
 def prepare_data(cfg: MDNTrainConfig) -> MDNData:
+    """The series folder(s), each split by episode; extra folders must share the env, shapes and VAE."""
     folder = SeriesFolder(cfg.input_folder, flag="series folder")
     env = folder.env_name
     if env is None:
         raise DataError(f"{folder.folder}: no meta.json saying which env and VAE made these series; "
                         "make them with 03_generate_rnn_data.py")
-    lengths = folder.lengths()  # reads every file's small `done` array: a broken file fails now, not hours in
     z_size, action_size = folder.first_episode_shapes()
-    train_idx, val_idx = split_by_episode(len(folder), cfg.val_fraction)
-    train_steps = int(lengths[train_idx].sum())
-    if not np.any(lengths[train_idx] > cfg.skip_ahead):
+    vae_sha256 = folder.meta.get("vae", {}).get("sha256")
+    train: list[Path] = []
+    val: list[Path] = []
+    train_steps = val_steps = 0
+    longest = 0
+    for i, name in enumerate((cfg.input_folder, *cfg.extra_input_folders)):
+        f = folder if i == 0 else SeriesFolder(name, flag="--extra_input_folders")
+        if i and (f.env_name, f.meta.get("vae", {}).get("sha256")) != (env, vae_sha256):
+            raise DataError(f"{f.folder}: series of env {f.env_name!r} from another VAE than {folder.folder}'s; "
+                            "M can only learn one latent space")
+        if i and f.first_episode_shapes() != (z_size, action_size):
+            raise DataError(f"{f.folder}: z / action sizes {f.first_episode_shapes()} differ from "
+                            f"{folder.folder}'s {(z_size, action_size)}")
+        lengths = f.lengths()  # reads every file's small `done` array: a broken file fails now, not hours in
+        train_idx, val_idx = split_by_episode(len(f), cfg.val_fraction)
+        train += [f.paths[j] for j in train_idx]
+        val += [f.paths[j] for j in val_idx]
+        train_steps += int(lengths[train_idx].sum())
+        val_steps += int(lengths[val_idx].sum())
+        longest = max(longest, int(lengths[train_idx].max(initial=0)))
+    if longest <= cfg.skip_ahead:
         raise UserError(f"--skip_ahead {cfg.skip_ahead}: no training episode is longer than that, "
                         "so there is no z target to learn from")
-    return MDNData(env=env, z_size=z_size, action_size=action_size, folder=folder,
-                   train=[folder.paths[i] for i in train_idx], val=[folder.paths[i] for i in val_idx],
-                   train_steps=train_steps, val_steps=int(lengths[val_idx].sum()),
-                   vae_sha256=folder.meta.get("vae", {}).get("sha256"))
+    return MDNData(env=env, z_size=z_size, action_size=action_size, folder=folder, train=train, val=val,
+                   train_steps=train_steps, val_steps=val_steps, vae_sha256=vae_sha256,
+                   extra_folders=len(cfg.extra_input_folders))
 
 
 # -- progress and logging ----------------------------------------------------------------------------

@@ -1,0 +1,52 @@
+"""Stage 07 on a tiny real pipeline: the controller's episodes are collected, M continues, a new C trains."""
+
+from __future__ import annotations
+
+import numpy as np
+from conftest import assert_one_line_error, run_stage
+
+from common.checkpoints import load_checkpoint
+from common.csvlog import read_csv
+from control.iterate import ROUND_SEED_BASE
+from data.rollouts import RolloutFolder, read_meta
+
+
+def tiny_run(tmp_path):
+    run = tmp_path / "run"
+    run_stage("01_generate_data.py", "doom", "--total_episodes", 4, "--max_steps", 40, "--workers", 2,
+              "--logdir", run, "--no_progress")
+    run_stage("02_train_vae.py", "--logdir", run, "--epochs", 1, "--z_size", 8, "--batch_size", 16,
+              "--no_progress")
+    run_stage("03_generate_rnn_data.py", "--logdir", run, "--no_progress")
+    run_stage("04_train_mdnrnn.py", "--logdir", run, "--epochs", 1, "--hidden", 16, "--batch_size", 2,
+              "--seq_len", 20, "--val_fraction", 0.25, "--no_progress")
+    run_stage("05_train_controller.py", "--logdir", run, "--pop_size", 4, "--num_rollouts", 2, "--max_steps", 60,
+              "--eval_every", 1, "--eval_episodes", 2, "--max_generations", 1, "--calibration_episodes", 0,
+              "--no_progress")
+    return run
+
+
+def test_one_round_then_resume(tmp_path):
+    run = tiny_run(tmp_path)
+    args = ["--logdir", run, "--episodes", 3, "--explore", 0.5, "--mdnrnn_epochs", 1, "--generations", 1,
+            "--eval_every", 1, "--eval_episodes", 2, "--calibration_episodes", 2, "--test_episodes", 2,
+            "--workers", 2, "--no_progress"]
+    out = run_stage("07_iterative_training.py", *args, "--rounds", 1, timeout=600).stdout
+    here = run / "iterate" / "round_1"
+    rollouts = RolloutFolder(here / "rollouts")
+    assert len(rollouts) == 3 and read_meta(here / "rollouts")["seed"] == ROUND_SEED_BASE
+    assert read_meta(here / "rollouts")["agent"]["explore"] == 0.5
+    assert all(np.isfinite(rollouts[i]["action"]).all() for i in range(3))
+    m = load_checkpoint(here / "mdnrnn" / "last.pt", "mdnrnn")
+    assert m["progress"]["epoch"] == 2  # continued from the run's 1-epoch M
+    assert (here / "controller" / "best.pt").exists() and (here / "controller" / "calibration.csv").exists()
+    rows = read_csv(run / "iterate" / "rounds.csv")
+    assert len(rows) == 1 and rows[0]["round"] == "1" and float(rows[0]["real_mean"]) > 0
+    assert "round 1: M 2 epochs" in out
+    again = run_stage("07_iterative_training.py", *args, "--rounds", 1).stdout
+    assert "round 1: finished before" in again and len(read_csv(run / "iterate" / "rounds.csv")) == 1
+
+
+def test_needs_a_finished_run(tmp_path):
+    result = run_stage("07_iterative_training.py", "--logdir", tmp_path / "nothing", check=False)
+    assert_one_line_error(result, "nothing", "no such folder")
