@@ -49,8 +49,10 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--min_length", type=non_negative_int, default=0,
                    help="drop episodes shorter than this many steps (the reference used 100 for doom)")
     p.add_argument("--env_kwargs", type=json_object, default={},
-                   help='JSON options for the env constructor, e.g. \'{"resolution": "640x480"}\' '
-                        "for doom or Gymnasium make() kwargs for other envs")
+                   help='JSON options for the env constructor, e.g. \'{"resolution": "640x480"}\' or '
+                        '\'{"screen_flashes": false}\' (the hit flash, on by default) for doom, or Gymnasium '
+                        "make() kwargs for other envs; recorded in the folder's meta.json with the defaults "
+                        "filled in, and used again by stages 05-07 for the real env")
     p.add_argument("--episode_timeout", type=positive_float, default=600.0,
                    help="seconds one episode may take before its worker is killed and replaced")
     p.add_argument("--no_progress", action="store_true", help="no progress bar")
@@ -66,7 +68,7 @@ def main() -> None:
     config = CollectConfig(
         env=args.env, out_dir=str(out_dir), policy=args.policy or spec.default_policy,
         seed=args.seed, max_steps=args.max_steps or spec.max_episode_steps or DEFAULT_MAX_STEPS,
-        min_length=args.min_length, env_kwargs=args.env_kwargs,
+        min_length=args.min_length, env_kwargs=spec.options_to_record(args.env_kwargs),
     )
     spec.create(**args.env_kwargs).close()  # a bad env option fails here, not in every worker
     try:

@@ -3,8 +3,11 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 RUN    ?= runs/demo
+CPU_RUN ?= runs/cpu
+PAPER_RUN ?= runs/paper
+WORKERS ?= $(shell nproc)
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo cpu-recipe paper test lint bench clean
 
 setup: $(VENV)/.installed
 
@@ -21,8 +24,37 @@ demo: setup
 	$(PY) 04_train_mdnrnn.py --logdir $(RUN) --epochs 10 --seq_len 100 --batch_size 16
 	$(PY) 05_train_controller.py --logdir $(RUN) --mode dream --pop_size 32 --num_rollouts 8 \
 		--max_generations 10 --eval_every 5 --eval_episodes 256
-	$(PY) 06_test_controller.py --logdir $(RUN) --episodes 100 --no_progress | tail -n 1
-	$(PY) 06_test_controller.py --logdir $(RUN) --episodes 100 --random --no_progress | tail -n 1
+	$(PY) 06_test_controller.py --logdir $(RUN) --episodes 100 --random --no_progress | tail -n 2
+	$(PY) 06_test_controller.py --logdir $(RUN) --episodes 100 --no_progress | tail -n 2
+
+# Doom on a 2-core CPU in about an hour: 1,000 episodes, V on 200k frames, M 30 epochs, C 50 generations
+# (docs/notebook.md E1). Scores the controller and the random policy on the same 100 real seeds.
+cpu-recipe: setup
+	$(PY) 01_generate_data.py doom --total_episodes 1000 --policy sticky_mixed --logdir $(CPU_RUN)
+	$(PY) 02_train_vae.py --logdir $(CPU_RUN) --epochs 1 --max_frames 200000 --lr 0.001
+	$(PY) 03_generate_rnn_data.py --logdir $(CPU_RUN)
+	$(PY) 04_train_mdnrnn.py --logdir $(CPU_RUN) --epochs 30 --batch_size 16
+	$(PY) analyze.py calibration --logdir $(CPU_RUN) --no_controller --no_progress
+	$(PY) 05_train_controller.py --logdir $(CPU_RUN) --mode dream --pop_size 32 --num_rollouts 16 \
+		--max_generations 50 --eval_every 10 --eval_episodes 256
+	$(PY) 06_test_controller.py --logdir $(CPU_RUN) --episodes 100 --random --no_progress | tail -n 2
+	$(PY) 06_test_controller.py --logdir $(CPU_RUN) --episodes 100 --no_progress | tail -n 2
+
+# The paper's scale for a GPU box (--device cuda; 16+ cores for the env workers): 10,000 episodes, V one
+# epoch over all frames (the paper's text), M the reference's Doom budget (400 epochs; best.pt by
+# validation), C pop 64 x 16 at tau 1.15 for 200 generations (the reference's README: "4-5 hours" on 64
+# CPU cores; about 20 minutes batched on one GPU). Not yet run end to end.
+paper: setup
+	$(PY) 01_generate_data.py doom --total_episodes 10000 --min_length 100 --policy sticky_mixed \
+		--workers $(WORKERS) --logdir $(PAPER_RUN)
+	$(PY) 02_train_vae.py --logdir $(PAPER_RUN) --epochs 1 --lr 0.001 --device cuda
+	$(PY) 03_generate_rnn_data.py --logdir $(PAPER_RUN) --device cuda
+	$(PY) 04_train_mdnrnn.py --logdir $(PAPER_RUN) --epochs 400 --device cuda
+	$(PY) analyze.py calibration --logdir $(PAPER_RUN) --no_controller --workers $(WORKERS) --no_progress
+	$(PY) 05_train_controller.py --logdir $(PAPER_RUN) --mode dream --pop_size 64 --num_rollouts 16 \
+		--max_generations 200 --eval_every 25 --device cuda --workers $(WORKERS)
+	$(PY) 06_test_controller.py --logdir $(PAPER_RUN) --episodes 100 --random --workers $(WORKERS) --no_progress | tail -n 2
+	$(PY) 06_test_controller.py --logdir $(PAPER_RUN) --episodes 100 --workers $(WORKERS) --no_progress | tail -n 2
 
 test: setup
 	$(VENV)/bin/ruff check .

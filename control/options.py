@@ -9,6 +9,7 @@ from common.cli import json_object
 from control.world import WorldPaths, load_mdnrnn
 from data.rollouts import read_meta
 from envs.dream import DONE_MODES
+from envs.registry import get_spec
 
 
 def add_world_flags(parser: argparse.ArgumentParser) -> None:
@@ -38,7 +39,9 @@ def real_env_kwargs(args: argparse.Namespace, logdir: Path) -> dict:
 def env_kwargs_of_run(logdir: Path) -> dict:
     """The real env's options the run's rollouts were collected with (e.g. doom's screen_flashes)."""
     meta = read_meta(logdir / "rollouts") if (logdir / "rollouts").is_dir() else None
-    return dict(meta.get("env_kwargs", {})) if meta else {}
+    if not meta:
+        return {}
+    return get_spec(meta["env"]).options_of_run(dict(meta.get("env_kwargs", {})))
 
 
 def env_name(args: argparse.Namespace, logdir: Path, paths: WorldPaths) -> str:

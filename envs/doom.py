@@ -9,7 +9,8 @@ HUD drawn (the reference cropped it off) and, on its older engine, the red flash
 take_cover.cfg says skill 4, no HUD and no flashes. Skill 4 is kept: measured here with the sticky
 policy, skills 3 and 4 play alike (291 ± 148 steps over 60 episodes) while 5 is nightmare (93 ± 41), and
 uniform random play at skill 4 (240 ± 114) is close to the paper's random 210 ± 108. `screen_flashes`
-puts the hit flash back (see docs/notebook.md for what it does to the dream).
+(on by default) puts the hit flash back: without it M cannot see how hurt the agent is, and a dream
+trained on such frames did not transfer (docs/notebook.md, E0 vs E1).
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ class DoomTakeCoverEnv(gym.Env):
         render_mode: str | None = None,
         resolution: str = DEFAULT_RESOLUTION,
         max_episode_steps: int = MAX_EPISODE_STEPS,
-        screen_flashes: bool = False,
+        screen_flashes: bool = True,
     ) -> None:
         import vizdoom as vzd
 

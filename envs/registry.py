@@ -47,6 +47,10 @@ class EnvSpec:
     action_kind: str = "continuous"  # "discrete" (one-hot recorded) or "binary" (0/1 recorded) for such envs
     dream_temperature: float = 1.0
     survival_reward: bool = False  # Doom: reward +1 per step survived, in the real env and in the dream
+    # Env options stage 01 records with every run (defaults filled in), and the values a run recorded
+    # before an option existed implicitly had, so an old run is replayed in the game it was collected in.
+    recorded_defaults: dict[str, Any] = field(default_factory=dict)
+    legacy_defaults: dict[str, Any] = field(default_factory=dict)
 
     def create(self, render_mode: str | None = None, **kwargs: Any) -> gym.Env:
         """Make the env; `kwargs` go to the constructor (e.g. resolution= for doom)."""
@@ -54,6 +58,14 @@ class EnvSpec:
             return self.make(render_mode=render_mode, **kwargs)
         except (TypeError, ValueError) as e:
             raise UserError(f"env {self.name!r}: bad env option ({e})") from None
+
+    def options_to_record(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """The env options a new run records: what was asked for, with the recorded defaults filled in."""
+        return {**self.recorded_defaults, **kwargs}
+
+    def options_of_run(self, recorded: dict[str, Any]) -> dict[str, Any]:
+        """The env options a run was collected with, from what its meta.json recorded (old runs included)."""
+        return {**self.legacy_defaults, **recorded}
 
     def controller_affine(self) -> tuple[np.ndarray, np.ndarray]:
         """(scale, offset) taking tanh outputs in [-1, 1] to model actions, before clipping to bounds."""
@@ -87,7 +99,8 @@ NAMED_ENVS: dict[str, EnvSpec] = {
         max_episode_steps=DOOM_MAX_STEPS, default_policy="sticky",
         z_size=64, rnn_hidden=512, predict_done=True, controller_inputs="zch",
         controller_bias=False, controller_output="identity", dream_temperature=1.15,
-        survival_reward=True,
+        survival_reward=True, recorded_defaults={"screen_flashes": True},
+        legacy_defaults={"screen_flashes": False},
     ),
     "carracing": EnvSpec(
         name="carracing", make=_make_carracing, action_dim=3, action_low=(-1.0, 0.0, 0.0),

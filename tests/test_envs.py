@@ -147,3 +147,33 @@ def test_unknown_and_non_image_envs_are_user_errors():
         get_spec("CartPole-v1")
     with pytest.raises(UserError, match="bad env option"):
         make_env("doom", resolution="1x1")
+
+
+def _max_redness(screen_flashes: bool, seed: int = 3) -> float:
+    from envs.doom import DoomTakeCoverEnv
+
+    env = DoomTakeCoverEnv(screen_flashes=screen_flashes)
+    try:
+        obs, _ = env.reset(seed=seed)
+        redness = []
+        while True:
+            obs, _, terminated, truncated, _ = env.step([0.0])
+            if terminated or truncated:
+                return max(redness)
+            redness.append(float(obs[..., 0].astype(int).mean() - obs[..., 1].astype(int).mean()))
+    finally:
+        env.close()
+
+
+def test_doom_hit_flash_is_on_by_default_and_old_runs_replay_without_it(tmp_path):
+    assert _max_redness(True) > 60 > 30 > _max_redness(False)  # a hit reddens the whole frame
+    from control.options import env_kwargs_of_run
+    from data.rollouts import write_meta
+    from envs.registry import get_spec
+
+    spec = get_spec("doom")
+    assert spec.options_to_record({}) == {"screen_flashes": True}
+    assert spec.options_to_record({"screen_flashes": False}) == {"screen_flashes": False}
+    (tmp_path / "old" / "rollouts").mkdir(parents=True)
+    write_meta(tmp_path / "old" / "rollouts", {"env": "doom", "env_kwargs": {}, "policy": "sticky"})
+    assert env_kwargs_of_run(tmp_path / "old") == {"screen_flashes": False}  # collected before the option

@@ -55,6 +55,7 @@ def test_doom_rollouts_format_and_summary(tmp_path):
     assert ep["done"].sum() <= 1 and (not ep["done"].any() or ep["done"][-1])
     meta = json.loads((folder / "meta.json").read_text())
     assert meta["policy"] == "sticky" and meta["seed"] == 0
+    assert meta["env_kwargs"] == {"screen_flashes": True}  # recorded with the default filled in
 
 
 def test_same_files_for_any_worker_count(tmp_path):
