@@ -27,7 +27,7 @@ demo: setup
 	$(PY) 06_test_controller.py --logdir $(RUN) --episodes 100 --random --no_progress | tail -n 2
 	$(PY) 06_test_controller.py --logdir $(RUN) --episodes 100 --no_progress | tail -n 2
 
-# Doom on a 2-core CPU in about an hour: 1,000 episodes, V on 200k frames, M 30 epochs, C 50 generations
+# Doom on a 2-core CPU in about an hour: 1,000 episodes, V on 200k frames, M 30 epochs, C 30 generations
 # (docs/notebook.md E1). Scores the controller and the random policy on the same 100 real seeds.
 cpu-recipe: setup
 	$(PY) 01_generate_data.py doom --total_episodes 1000 --policy sticky_mixed --logdir $(CPU_RUN)
@@ -36,7 +36,7 @@ cpu-recipe: setup
 	$(PY) 04_train_mdnrnn.py --logdir $(CPU_RUN) --epochs 30 --batch_size 16
 	$(PY) analyze.py calibration --logdir $(CPU_RUN) --no_controller --no_progress
 	$(PY) 05_train_controller.py --logdir $(CPU_RUN) --mode dream --pop_size 32 --num_rollouts 16 \
-		--max_generations 50 --eval_every 10 --eval_episodes 256
+		--max_generations 30 --eval_every 10 --eval_episodes 256
 	$(PY) 06_test_controller.py --logdir $(CPU_RUN) --episodes 100 --random --no_progress | tail -n 2
 	$(PY) 06_test_controller.py --logdir $(CPU_RUN) --episodes 100 --no_progress | tail -n 2
 

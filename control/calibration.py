@@ -191,7 +191,7 @@ def write_calibration(result: Calibration, out: Path, title_extra: str = "") -> 
                             for r in result.rows]}
     errors = {f"dream (tau {result.temperature:g})": [float(r.dream.lengths.std()) for r in result.rows],
               "real game": [float(r.real.lengths.std()) if r.real is not None else 0.0 for r in result.rows]}
-    bar_chart(labels, series, png, f"Survival of fixed policies, dream vs game ({len(result.rows[0].dream.seeds)} "
+    bar_chart(labels, series, png, f"Survival in the dream vs the game ({len(result.rows[0].dream.seeds)} "
               f"episodes each{title_extra})", "episode length (steps)", errors=errors,
               hline=(f"cap {result.max_steps}", float(result.max_steps)))
     return [csv, png]
