@@ -27,7 +27,7 @@ demo: setup
 	$(PY) 06_test_controller.py --logdir $(RUN) --episodes 100 --random --no_progress | tail -n 2
 	$(PY) 06_test_controller.py --logdir $(RUN) --episodes 100 --no_progress | tail -n 2
 
-# Doom on a 2-core CPU in about an hour: 1,000 episodes, V on 200k frames, M 30 epochs, C 30 generations
+# Doom on a 2-core CPU in about 30 minutes: 1,000 episodes, V on 200k frames, M 30 epochs, C 30 generations
 # (docs/notebook.md E1). Scores the controller and the random policy on the same 100 real seeds.
 cpu-recipe: setup
 	$(PY) 01_generate_data.py doom --total_episodes 1000 --policy sticky_mixed --logdir $(CPU_RUN)
