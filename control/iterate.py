@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from common.atomic import atomic_path
@@ -28,6 +27,7 @@ from control.world import WorldPaths, best_or_last, load_world
 from data.collect import AgentPolicy, CollectConfig, generate
 from data.encode import encode_rollouts, load_vae
 from data.rollouts import RolloutFolder
+from envs.registry import get_spec
 from training.mdnrnn import MDNTrainConfig, train_mdnrnn
 
 ROUND_SEED_BASE = 10_000_000  # round K collects real episodes on seeds K * base + i, apart from stage 01's
@@ -66,30 +66,29 @@ def _mdnrnn_folder(logdir: Path, k: int) -> Path:
     return (logdir if k == 0 else round_dir(logdir, k)) / "mdnrnn"
 
 
-def _continue_from(previous: Path, folder: Path) -> dict[str, Any]:
-    """Seed this round's M folder with the previous M (last.pt, optimizer included); returns its progress.
-
-    The best-loss record is dropped: this round validates on more episodes, so old and new losses differ.
-    """
+def _load_previous_m(previous: Path) -> dict[str, Any]:
     source = previous / "last.pt"
     if not source.exists():
         raise UserError(f"{source}: no M checkpoint to continue from (run 04_train_mdnrnn.py first)")
-    state = load_checkpoint(source, "mdnrnn")
+    return load_checkpoint(source, "mdnrnn")
+
+
+def _continue_from(previous: dict[str, Any], folder: Path) -> None:
+    """Seed this round's M folder with the previous M's last.pt (optimizer included), unless already there.
+
+    The best-loss record is dropped: this round validates on more episodes, so old and new losses differ.
+    """
     target = folder / "last.pt"
-    if not target.exists():
-        progress = dict(state.get("progress", {}))
-        progress.update(best_loss=None, best_epoch=0)
-        state["progress"] = progress
-        folder.mkdir(parents=True, exist_ok=True)
-        with atomic_path(target) as tmp:
-            torch.save(state, tmp)
-        return state
-    return load_checkpoint(target, "mdnrnn")
+    if target.exists():
+        return  # a resumed round: stage 04 continues from it
+    state = {**previous, "progress": {**previous.get("progress", {}), "best_loss": None, "best_epoch": 0}}
+    folder.mkdir(parents=True, exist_ok=True)
+    with atomic_path(target) as tmp:
+        torch.save(state, tmp)
 
 
 def run_round(logdir: Path, k: int, cfg: IterateConfig, log: Any = print) -> dict[str, Any]:
     """Round k (1-based): collect with C_{k-1}, encode, continue M, train C_k, calibrate, score."""
-    base_m = _mdnrnn_folder(logdir, 0)
     here = round_dir(logdir, k)
     vae_path = best_or_last(logdir / "vae")
     previous_c = _controller_path(logdir, k - 1)
@@ -101,7 +100,7 @@ def run_round(logdir: Path, k: int, cfg: IterateConfig, log: Any = print) -> dic
     env_kwargs = env_kwargs_of_run(logdir)
     rollouts_meta = RolloutFolder(logdir / "rollouts").meta or {}
     env = rollouts_meta.get("env") or c_config.get("env")
-    data_policy = rollouts_meta.get("policy") or "sticky"
+    data_policy = data_policy_of(logdir, get_spec(env))
 
     log(f"round {k}: collecting {cfg.episodes} real episodes with {previous_c} ({cfg.explore:.0%} random)")
     agent = AgentPolicy(str(vae_path), str(best_or_last(previous_m)), str(previous_c), cfg.explore)
@@ -117,12 +116,13 @@ def run_round(logdir: Path, k: int, cfg: IterateConfig, log: Any = print) -> dic
     encoded = encode_rollouts(rollouts, vae, identity, here / "series", device=cfg.device, progress=cfg.progress)
     log(f"round {k}: series {encoded.line()}")
 
-    state = _continue_from(previous_m, here / "mdnrnn")
+    state = _load_previous_m(previous_m)  # its settings are this round's too
+    _continue_from(state, here / "mdnrnn")
     data = state.get("extra", {}).get("data", {})
     train = state.get("extra", {}).get("train", {})
-    epochs_before = int(load_checkpoint(previous_m / "last.pt", "mdnrnn").get("progress", {}).get("epoch", 0))
-    base_series = Path(load_checkpoint(base_m / "last.pt", "mdnrnn").get("extra", {}).get("series_folder")
-                       or logdir / "series")
+    epochs_before = int(state.get("progress", {}).get("epoch", 0))
+    # every round's M trains with the run's own series as its main folder, so any of them records it
+    base_series = Path(state.get("extra", {}).get("series_folder") or logdir / "series")
     m_config = MDNTrainConfig(
         input_folder=str(base_series), savefolder=str(here / "mdnrnn"),
         extra_input_folders=tuple(str(round_dir(logdir, j) / "series") for j in range(1, k + 1)),
@@ -147,7 +147,7 @@ def run_round(logdir: Path, k: int, cfg: IterateConfig, log: Any = print) -> dic
     seeds = list(range(cfg.calibration_episodes))
     verdict = ""
     if cfg.calibration_episodes:
-        calibration = run_calibration(world, data_policy_of(logdir, world.spec), c_train.temperature,
+        calibration = run_calibration(world, data_policy, c_train.temperature,
                                       c_train.max_steps, seeds, env_kwargs, cfg.workers, cfg.worker_timeout)
         write_calibration(calibration, here / "controller", f", round {k}")
         log(calibration.table())
@@ -175,14 +175,10 @@ def run_round(logdir: Path, k: int, cfg: IterateConfig, log: Any = print) -> dic
 
 def _agent_episode_lengths(folder: Path, collect: CollectConfig) -> list[tuple[int, bool]]:
     """(length, played by the controller) for each collected episode, from the same coin the workers used."""
-    explore = AgentPolicy(**collect.agent).explore
-    out = []
+    agent = AgentPolicy(**collect.agent)
     rollouts = RolloutFolder(folder)
-    for path, length in zip(rollouts.paths, rollouts.lengths()):
-        index = int(path.stem.split("_")[-1])
-        agent_played = not np.random.default_rng([collect.seed + index, 3]).random() < explore
-        out.append((int(length), agent_played))
-    return out
+    return [(int(length), agent.controller_plays(collect.seed + int(path.stem.split("_")[-1])))
+            for path, length in zip(rollouts.paths, rollouts.lengths())]
 
 
 def iterate(logdir: Path, cfg: IterateConfig, log: Any = print) -> list[dict[str, Any]]:

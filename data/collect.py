@@ -83,6 +83,10 @@ class AgentPolicy:
     controller: str
     explore: float = 0.3
 
+    def controller_plays(self, seed: int) -> bool:
+        """The per-episode coin: True = the controller plays the episode on `seed`, False = the random policy."""
+        return not np.random.default_rng([seed, 3]).random() < self.explore
+
 
 def collect_episode(env: gym.Env, policy_name: str, seed: int, max_steps: int,
                     choose: Callable[[np.ndarray], np.ndarray] | None = None) -> dict[str, np.ndarray]:
@@ -116,7 +120,7 @@ _WORKER_AGENTS: dict[str, Any] = {}
 def _agent_chooser(config: CollectConfig, seed: int) -> Callable[[np.ndarray], np.ndarray] | None:
     """The controller's act() for this episode, or None when the coin says explore (random policy)."""
     agent_policy = AgentPolicy(**config.agent)
-    if np.random.default_rng([seed, 3]).random() < agent_policy.explore:
+    if not agent_policy.controller_plays(seed):
         return None
     key = json.dumps(config.agent, sort_keys=True)
     agent = _WORKER_AGENTS.get(key)

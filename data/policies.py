@@ -125,8 +125,13 @@ def constant_policy_name(action: np.ndarray) -> str:
 
 def parse_policy_name(name: str, action_dim: int | None = None) -> str:
     """Check a policy name (a key of POLICIES or 'constant:a1,...'); ValueError says what is wrong."""
-    if name in POLICIES:
-        return name
+    if name not in POLICIES:
+        _constant_action(name, action_dim)
+    return name
+
+
+def _constant_action(name: str, action_dim: int | None = None) -> np.ndarray:
+    """The action of a 'constant:a1,...' name; ValueError for any other name or a wrong length."""
     if not name.startswith(CONSTANT_PREFIX):
         raise ValueError(f"unknown policy {name!r}; choose from {sorted(POLICIES)} or constant:A[,A...]")
     try:
@@ -135,11 +140,10 @@ def parse_policy_name(name: str, action_dim: int | None = None) -> str:
         raise ValueError(f"policy {name!r}: constant actions must be numbers, e.g. constant:-1") from None
     if action_dim is not None and len(values) != action_dim:
         raise ValueError(f"policy {name!r}: {len(values)} action values, the env has {action_dim}")
-    return name
+    return np.array(values, np.float32)
 
 
 def make_policy(name: str, space: gym.spaces.Box, rng: np.random.Generator) -> RandomPolicy:
     if name.startswith(CONSTANT_PREFIX):
-        parse_policy_name(name, int(np.prod(space.shape)))
-        return ConstantPolicy(space, rng, np.array([float(v) for v in name[len(CONSTANT_PREFIX):].split(",")]))
+        return ConstantPolicy(space, rng, _constant_action(name, int(np.prod(space.shape))))
     return POLICIES[name](space, rng)

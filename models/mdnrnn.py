@@ -49,6 +49,8 @@ class MDNRNNConfig:
 
 
 # The two sizes used in the paper (spec 3.2 and 3.3).
+DONE_POS_WEIGHT = 10.0  # the reference's restart_factor: done positives weigh x10 in the loss
+
 DOOM_CONFIG = MDNRNNConfig(z_size=64, action_size=1, hidden_size=512, num_mixtures=5, predict_done=True)
 CARRACING_CONFIG = MDNRNNConfig(z_size=32, action_size=3, hidden_size=256, num_mixtures=5, predict_done=False)
 
@@ -284,7 +286,7 @@ def done_loss(
     done_logit: torch.Tensor,
     target: torch.Tensor,
     mask: torch.Tensor | None = None,
-    pos_weight: float = 10.0,
+    pos_weight: float = DONE_POS_WEIGHT,
 ) -> torch.Tensor:
     """Sigmoid cross-entropy weighted 1 + (pos_weight - 1) * target, as the reference's restart_factor.
 
@@ -306,7 +308,7 @@ def mdnrnn_loss(
     done_target: torch.Tensor | None = None,
     reward_target: torch.Tensor | None = None,
     mask: torch.Tensor | None = None,
-    pos_weight: float = 10.0,
+    pos_weight: float = DONE_POS_WEIGHT,
 ) -> dict[str, torch.Tensor]:
     """Total loss = z NLL + done BCE (+ reward MSE), the reference's unweighted sum.
 
@@ -361,7 +363,7 @@ def sample_next_z(
     return (z, index) if return_components else z
 
 
-def done_probability(logit: torch.Tensor, pos_weight: float = 10.0) -> torch.Tensor:
+def done_probability(logit: torch.Tensor, pos_weight: float = DONE_POS_WEIGHT) -> torch.Tensor:
     """The hazard M believes in: training with positives x pos_weight shifts the logit by log(pos_weight)."""
     return torch.sigmoid(logit - math.log(pos_weight))
 
