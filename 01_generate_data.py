@@ -22,7 +22,7 @@ from common.cli import (
 from common.errors import UserError
 from common.workers import WorkerError
 from data.collect import DEFAULT_MAX_STEPS, CollectConfig, generate
-from data.policies import POLICIES
+from data.policies import POLICIES, STATE_POLICIES
 from envs.registry import get_spec, known_env_names
 
 
@@ -36,16 +36,19 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--logdir", default=None, help="experiment folder (default: runs/<env>)")
     p.add_argument("--store_folder", default=None,
                    help="where episode files go (default: <logdir>/rollouts)")
-    p.add_argument("--policy", choices=sorted(POLICIES), default=None,
+    p.add_argument("--policy", choices=sorted(POLICIES) + list(STATE_POLICIES), default=None,
                    help="random policy: sticky = uniform action held 1-10 steps (reference Doom), "
                         "sticky_mixed = per episode either that or holds of 20-80 steps (reaches the "
                         "walls: better data for small runs), brownian = smoothly wandering actions, "
-                        "uniform = a new sample every step "
-                        "(default: the env's; sticky for doom, brownian for carracing)")
+                        "uniform = a new sample every step; binpacking: random_valid = a uniformly random "
+                        "valid level, or a baseline: best_fit, sum_of_squares (textbook), sum_of_squares_awslabs "
+                        "(as awslabs coded it), sum_of_squares_orl (exact fit first), new_bag "
+                        "(default: the env's; sticky for doom, brownian for carracing, random_valid for binpacking)")
     p.add_argument("--seed", type=non_negative_int, default=0,
                    help="episode i uses seed + i, so results do not depend on --workers")
     p.add_argument("--max_steps", type=positive_int, default=None,
-                   help="cap on steps per episode (default: the env's; 2100 doom, 1000 carracing)")
+                   help="cap on steps per episode (default: the env's; 2100 doom, 1000 carracing, the horizon "
+                        "for binpacking)")
     p.add_argument("--min_length", type=non_negative_int, default=0,
                    help="drop episodes shorter than this many steps (the reference used 100 for doom)")
     p.add_argument("--env_kwargs", type=json_object, default={},
@@ -67,7 +70,7 @@ def main() -> None:
                                   "--store_folder" if args.store_folder else "--logdir")
     config = CollectConfig(
         env=args.env, out_dir=str(out_dir), policy=args.policy or spec.default_policy,
-        seed=args.seed, max_steps=args.max_steps or spec.max_episode_steps or DEFAULT_MAX_STEPS,
+        seed=args.seed, max_steps=args.max_steps or spec.episode_steps(args.env_kwargs) or DEFAULT_MAX_STEPS,
         min_length=args.min_length, env_kwargs=spec.options_to_record(args.env_kwargs),
     )
     spec.create(**args.env_kwargs).close()  # a bad env option fails here, not in every worker

@@ -82,7 +82,8 @@ def main() -> None:
         raise UserError("--pop_size must be at least 2 for CMA-ES")
     config = ControllerTrainConfig(
         mode=args.mode, pop_size=args.pop_size, num_rollouts=args.num_rollouts, sigma_init=args.sigma_init,
-        temperature=temperature, done_mode=args.done, max_steps=args.max_steps or spec.max_episode_steps or 1000,
+        temperature=temperature, done_mode=args.done,
+        max_steps=args.max_steps or spec.episode_steps(real_env_kwargs(args, logdir)),
         max_generations=args.max_generations, eval_every=args.eval_every,
         eval_episodes=args.eval_episodes or (1024 if args.mode == "dream" else 100),
         target_return=args.target_return, seed=args.seed, workers=args.workers,

@@ -30,7 +30,7 @@ from control.evaluate import (
 )
 from control.options import add_done_flag, add_world_flags, env_name, real_env_kwargs, world_paths
 from control.world import best_or_last, load_world
-from data.policies import POLICIES, parse_policy_name
+from data.policies import parse_policy_name, policy_names
 from envs.registry import get_spec
 
 SCORES_DIR = "scores"  # <logdir>/scores/*.csv: per-episode scores of every stage-06 run
@@ -56,7 +56,7 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--random", action="store_true",
                    help="score the random policy instead of the controller (the baseline; same seeds)")
     p.add_argument("--random_policy", type=policy_name, default=None,
-                   help=f"policy for --random: {', '.join(sorted(POLICIES))}, or constant:A (the same action "
+                   help=f"policy for --random: {policy_names()}, or constant:A (the same action "
                         "every step, e.g. constant:-1 = always LEFT in doom) (default: the env's stage-01 policy)")
     p.add_argument("--max_steps", type=positive_int, default=None,
                    help="episode cap (default: the env's; 2100 doom, 1000 carracing)")
@@ -84,11 +84,11 @@ def main() -> None:
     logdir = Path(args.logdir)
     paths = world_paths(args, logdir)
     spec = get_spec(env_name(args, logdir, paths))
-    max_steps = args.max_steps or spec.max_episode_steps or 1000
     temperature = spec.dream_temperature if args.temperature is None else args.temperature
     seeds = [args.seed + i for i in range(args.episodes)]
     policy = args.random_policy or spec.default_policy
     env_kwargs = real_env_kwargs(args, logdir)
+    max_steps = args.max_steps or spec.episode_steps(env_kwargs)
     if args.dream and args.random:
         raise UserError("--random scores the real env only; drop --dream")
 
@@ -162,7 +162,8 @@ def compare_with_saved(folder: Path, result: Scores, args: argparse.Namespace, p
 
 def print_scores(result: Scores) -> None:
     for i, (seed, score, length) in enumerate(zip(result.seeds, result.scores, result.lengths)):
-        print(f"episode {i:4d}  seed {seed:7d}  score {score:9.1f}  steps {int(length):5d}")
+        refused = "" if result.invalid is None else f"  invalid actions {int(result.invalid[i])}"
+        print(f"episode {i:4d}  seed {seed:7d}  score {score:9.1f}  steps {int(length):5d}{refused}")
     print(result.summary())
 
 

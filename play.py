@@ -5,6 +5,7 @@ Examples:
   python play.py dream --logdir runs/doom            # LEFT/RIGHT; +/- change tau live
   python play.py real doom                           # the real game: full frame | 64x64 model input
   python play.py real carracing --record drive.gif   # LEFT/RIGHT steer, UP gas, DOWN brake
+  python play.py real binpacking                     # type a level (0 = new bag), Enter plays it
 Keys: R restart, Esc/Q quit. Each episode's score is printed when it ends, the average at the end.
 Needs a display (on a server: `xvfb-run -a python play.py ...`).
 """
@@ -67,20 +68,21 @@ def main() -> None:
     play.check_display()
     if args.world == "dream":
         env, spec, max_steps = make_dream(args)
-        title, panels = f"World Models: dream of {spec.name}", "dream"
+        title, panels = f"World Models: dream of {spec.name}", play.dream_panels
     else:
         spec = get_spec(args.env)
-        max_steps = args.max_steps or spec.max_episode_steps or 1000
+        max_steps = args.max_steps or spec.episode_steps(args.env_kwargs)
         from envs.render import create_with_frames
 
         env = create_with_frames(spec, args.env_kwargs)
-        title, panels = f"World Models: {spec.name}", "real"
+        # bin packing's full frame is its 64x64 picture upscaled: show that once
+        title, panels = f"World Models: {spec.name}", (play.model_panels if spec.name == "binpacking"
+                                                       else play.real_panels)
 
     fps = args.fps if args.fps is not None else DEFAULT_FPS.get(spec.name, env.metadata.get("render_fps") or 30.0)
     window = play.Window(title, 64 * args.scale)
     try:
-        result = play.play_loop(env, play.controls_for(spec), play.dream_panels if panels == "dream" else
-                                play.real_panels, window, seed=args.seed, episodes=args.episodes,
+        result = play.play_loop(env, play.controls_for(spec), panels, window, seed=args.seed, episodes=args.episodes,
                                 max_steps=max_steps, fps=fps, tau_step=getattr(args, "tau_step", 0.05),
                                 record=args.record is not None)
         if args.screenshot:

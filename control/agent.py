@@ -2,10 +2,13 @@
 
 Step order as in the reference (spec §1.1, §6): z_t is a *sample* from V's posterior (not mu), the
 controller sees [z_t, c_t, h_t], and M then advances on (z_t, a_t) so the next step sees the new state.
-The dream (envs/dream.py) follows the same order with z sampled from M instead of V.
+The dream (envs/dream.py) follows the same order with z sampled from M instead of V. Given the env, M
+is told the action the env really plays (for bin packing, the best-scoring *valid* level), as in the data.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 import torch
@@ -20,8 +23,10 @@ from models.vae import ConvVAE, frames_to_tensor
 class WorldModelAgent:
     """Acts one real-env episode at a time with fixed V, M and controller parameters."""
 
-    def __init__(self, spec: EnvSpec, vae: ConvVAE, mdnrnn: MDNRNN, params: np.ndarray | None = None) -> None:
+    def __init__(self, spec: EnvSpec, vae: ConvVAE, mdnrnn: MDNRNN, params: np.ndarray | None = None,
+                 env: Any = None) -> None:
         self.spec = spec
+        self.env = env
         self.vae = vae.eval()
         self.mdnrnn = mdnrnn.eval()
         self.config = controller_config(spec, mdnrnn.z_size, mdnrnn.hidden_size)
@@ -49,6 +54,10 @@ class WorldModelAgent:
         h, c = self.state
         raw = act(self.config, self.params, controller_inputs(self.config, self.z, h, c))
         action = model_actions(self.spec, raw)
-        _, self.state = self.mdnrnn.step(self.z, canonical_actions(self.spec, action), self.state, self.restart)
+        if self.env is not None and hasattr(self.env, "canonical_action"):
+            played = torch.as_tensor(self.env.canonical_action(action[0].cpu().numpy()), device=self.device)[None]
+        else:
+            played = canonical_actions(self.spec, action)
+        _, self.state = self.mdnrnn.step(self.z, played, self.state, self.restart)
         self.restart = torch.zeros_like(self.restart)
         return action[0].cpu().numpy()

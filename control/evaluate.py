@@ -35,18 +35,23 @@ class Scores:
     seeds: list[int]
     scores: np.ndarray
     lengths: np.ndarray
+    invalid: np.ndarray | None = None  # per episode, actions the env refused (None: the env has no such rule)
 
     def summary(self) -> str:
+        refused = "" if self.invalid is None else (f", {int((self.invalid > 0).sum())} ended by an invalid "
+                                                   f"action, {int(self.invalid.sum())} invalid actions")
         return (f"{self.label}: {self.scores.mean():.1f} ± {self.scores.std():.1f} over {len(self.scores)} "
                 f"episodes (min {self.scores.min():.0f}, max {self.scores.max():.0f}, "
-                f"mean length {self.lengths.mean():.0f})")
+                f"mean length {self.lengths.mean():.0f}{refused})")
 
 
 def save_scores(result: Scores, path: Path) -> None:
-    """Per-episode seed, score and length as CSV (atomic), so later runs can be compared on the same seeds."""
+    """Per-episode seed, score, length (and invalid actions) as CSV (atomic), to compare runs on the same seeds."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    rows = ["seed,score,length"] + [f"{s},{x:g},{int(n)}" for s, x, n in zip(result.seeds, result.scores,
-                                                                              result.lengths)]
+    invalid = result.invalid if result.invalid is not None else [None] * len(result.seeds)
+    rows = ["seed,score,length,invalid"] + [
+        f"{s},{x:g},{int(n)},{'' if k is None else int(k)}"
+        for s, x, n, k in zip(result.seeds, result.scores, result.lengths, invalid)]
     with atomic_path(path) as tmp:
         Path(tmp).write_text("\n".join(rows) + "\n")
 
@@ -57,9 +62,11 @@ def load_scores(path: Path, label: str) -> Scores:
         seeds = [int(r["seed"]) for r in rows]
         scores = np.array([float(r["score"]) for r in rows])
         lengths = np.array([float(r["length"]) for r in rows])
+        invalid = (np.array([float(r["invalid"]) for r in rows])
+                   if rows and rows[0].get("invalid") not in (None, "") else None)
     except (KeyError, ValueError) as e:
         raise DataError(f"{path}: not a scores file written by 06_test_controller.py ({e})") from None
-    return Scores(label, seeds, scores, lengths)
+    return Scores(label, seeds, scores, lengths, invalid)
 
 
 def compare_on_common_seeds(a: Scores, b: Scores) -> Comparison | None:
@@ -100,7 +107,7 @@ def evaluate_real(spec: EnvSpec, env_kwargs: dict, paths: WorldPaths | None, par
                   progress: bool = True) -> Scores:
     """Real-env episodes on worker processes; params None scores the random `policy` instead."""
     init_args = (spec.name, env_kwargs, str(paths.vae) if paths else None, str(paths.mdnrnn) if paths else None)
-    scores, lengths = np.zeros(len(seeds)), np.zeros(len(seeds))
+    scores, lengths, invalid = np.zeros(len(seeds)), np.zeros(len(seeds)), [None] * len(seeds)
     bar = tqdm(total=len(seeds), unit="ep", desc="episodes", disable=None if progress else True)
     with WorkerPool(workers, init_worker, init_args, task_timeout=timeout) as pool:
         for i, seed in enumerate(seeds):
@@ -109,11 +116,13 @@ def evaluate_real(spec: EnvSpec, env_kwargs: dict, paths: WorldPaths | None, par
             else:
                 pool.submit(i, agent_episode_task, params.astype(np.float32), seed, max_steps)
         while pool.pending:
-            i, (scores[i], lengths[i]) = pool.next_result()
+            i, episode = pool.next_result()
+            scores[i], lengths[i], invalid[i] = episode.score, episode.length, episode.invalid
             bar.update(1)
     bar.close()
     label = f"random policy ({policy}, real)" if params is None else "controller (real)"
-    return Scores(label, seeds, scores, lengths)
+    refused = None if any(k is None for k in invalid) else np.asarray(invalid, np.float64)
+    return Scores(label, seeds, scores, lengths, refused)
 
 
 def record_real_episode(spec: EnvSpec, env_kwargs: dict, paths: WorldPaths | None, params: np.ndarray | None,
@@ -132,7 +141,7 @@ def record_real_episode(spec: EnvSpec, env_kwargs: dict, paths: WorldPaths | Non
             choose, agent = random_chooser(env, policy, seed), None
         else:
             world = load_world(paths, "cpu")
-            agent = WorldModelAgent(spec, world.vae, world.mdnrnn, params)
+            agent = WorldModelAgent(spec, world.vae, world.mdnrnn, params, env=env)
             agent.reset(seed)
             choose = agent.act
 

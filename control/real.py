@@ -25,6 +25,7 @@ from envs.registry import get_spec
 class Episode:
     score: float
     length: int
+    invalid: int | None = None  # actions the env refused (bin packing's info["invalid_action"]); None: no such rule
 
 
 def run_episode(env: gym.Env, choose: Callable[[np.ndarray], np.ndarray], seed: int, max_steps: int) -> Episode:
@@ -33,9 +34,11 @@ def run_episode(env: gym.Env, choose: Callable[[np.ndarray], np.ndarray], seed: 
     episode = Episode(0.0, 0)
     for _ in range(max_steps):
         action = choose(obs)
-        obs, reward, terminated, truncated, _ = env.step(action)
+        obs, reward, terminated, truncated, info = env.step(action)
         episode.score += float(reward)
         episode.length += 1
+        if "invalid_action" in info:
+            episode.invalid = (episode.invalid or 0) + int(bool(info["invalid_action"]))
         if terminated or truncated:
             break
     return episode
@@ -43,7 +46,7 @@ def run_episode(env: gym.Env, choose: Callable[[np.ndarray], np.ndarray], seed: 
 
 def random_chooser(env: gym.Env, policy: str, seed: int) -> Callable[[np.ndarray], np.ndarray]:
     """A stage-01 random policy as a chooser (the baseline scored on the same seeds)."""
-    policy_obj = make_policy(policy, env.action_space, np.random.default_rng([seed, 2]))
+    policy_obj = make_policy(policy, env.action_space, np.random.default_rng([seed, 2]), env)
     policy_obj.reset()
     return lambda obs: policy_obj.act()
 
@@ -62,18 +65,16 @@ def init_worker(env_name: str, env_kwargs: dict, vae_path: str | None, mdnrnn_pa
         vae, _ = load_vae(vae_path, "cpu")
         mdnrnn, _ = load_mdnrnn(mdnrnn_path, "cpu")
         check_same_vae(vae, vae_path, mdnrnn, mdnrnn_path)
-        _WORKER["agent"] = WorldModelAgent(spec, vae, mdnrnn)
+        _WORKER["agent"] = WorldModelAgent(spec, vae, mdnrnn, env=_WORKER["env"])
 
 
-def agent_episode_task(params: np.ndarray, seed: int, max_steps: int) -> tuple[float, int]:
+def agent_episode_task(params: np.ndarray, seed: int, max_steps: int) -> Episode:
     agent: WorldModelAgent = _WORKER["agent"]
     agent.set_params(params)
     agent.reset(seed)
-    episode = run_episode(_WORKER["env"], agent.act, seed, max_steps)
-    return episode.score, episode.length
+    return run_episode(_WORKER["env"], agent.act, seed, max_steps)
 
 
-def random_episode_task(policy: str, seed: int, max_steps: int) -> tuple[float, int]:
+def random_episode_task(policy: str, seed: int, max_steps: int) -> Episode:
     env = _WORKER["env"]
-    episode = run_episode(env, random_chooser(env, policy, seed), seed, max_steps)
-    return episode.score, episode.length
+    return run_episode(env, random_chooser(env, policy, seed), seed, max_steps)

@@ -98,8 +98,8 @@ class RealEvaluator:
             for r, seed in enumerate(seeds):
                 self.pool.submit((p, r), agent_episode_task, candidate.astype(np.float32), seed, self.max_steps)
         while self.pool.pending:
-            (p, r), (score, length) = self.pool.next_result()
-            returns[p, r], lengths[p, r] = score, length
+            (p, r), episode = self.pool.next_result()
+            returns[p, r], lengths[p, r] = episode.score, episode.length
         return returns, lengths
 
     def close(self) -> None:

@@ -14,6 +14,7 @@ from data.encode import weights_sha256
 from data.series import load_initial_z
 from envs.dream import WorldModel
 from envs.registry import get_spec
+from models.mask_reader import MASK_READER_FILE, load_mask_reader
 from models.mdnrnn import MDNRNN
 from models.vae import ConvVAE
 
@@ -101,4 +102,13 @@ def load_world(paths: WorldPaths, device: torch.device | str = "cpu", with_vae: 
     if mdnrnn.action_size != spec.action_dim:
         raise DataError(f"{paths.mdnrnn}: M takes {mdnrnn.action_size} action inputs, env {env!r} has "
                         f"{spec.action_dim}")
-    return WorldModel(spec, mdnrnn, mu.to(device), logvar.to(device), vae, done_mode)
+    reader = None
+    if spec.frame_action_mask is not None:
+        reader_path = paths.initial_z.parent / MASK_READER_FILE
+        if not reader_path.exists():
+            raise DataError(f"{reader_path}: no mask reader (env {env!r} has invalid actions); rerun "
+                            "03_generate_rnn_data.py, which fits it")
+        reader = load_mask_reader(reader_path, device)
+        if reader.vae_sha256 and reader.vae_sha256 != getattr(mdnrnn, "vae_sha256", reader.vae_sha256):
+            raise DataError(f"{reader_path}: fit on another VAE's latents than {paths.mdnrnn}; rerun stage 03")
+    return WorldModel(spec, mdnrnn, mu.to(device), logvar.to(device), vae, done_mode, reader)

@@ -91,7 +91,7 @@ class AgentPolicy:
 def collect_episode(env: gym.Env, policy_name: str, seed: int, max_steps: int,
                     choose: Callable[[np.ndarray], np.ndarray] | None = None) -> dict[str, np.ndarray]:
     """One episode as rollout arrays (see data/rollouts.py for the format): the random policy, or `choose(obs)`."""
-    policy = make_policy(policy_name, env.action_space, np.random.default_rng([seed, 1]))
+    policy = make_policy(policy_name, env.action_space, np.random.default_rng([seed, 1]), env)
     obs, _ = env.reset(seed=seed)
     policy.reset()
     frames, actions, rewards, dones = [], [], [], []
@@ -117,7 +117,7 @@ _WORKER_ENVS: dict[str, gym.Env] = {}
 _WORKER_AGENTS: dict[str, Any] = {}
 
 
-def _agent_chooser(config: CollectConfig, seed: int) -> Callable[[np.ndarray], np.ndarray] | None:
+def _agent_chooser(config: CollectConfig, seed: int, env: gym.Env) -> Callable[[np.ndarray], np.ndarray] | None:
     """The controller's act() for this episode, or None when the coin says explore (random policy)."""
     agent_policy = AgentPolicy(**config.agent)
     if not agent_policy.controller_plays(seed):
@@ -135,9 +135,10 @@ def _agent_chooser(config: CollectConfig, seed: int) -> Callable[[np.ndarray], n
         vae, _ = load_vae(Path(agent_policy.vae), "cpu")
         mdnrnn, _ = load_mdnrnn(Path(agent_policy.mdnrnn), "cpu")
         check_same_vae(vae, Path(agent_policy.vae), mdnrnn, Path(agent_policy.mdnrnn))
-        agent = WorldModelAgent(get_spec(config.env), vae, mdnrnn)
+        agent = WorldModelAgent(get_spec(config.env), vae, mdnrnn, env=env)
         agent.set_params(load_controller(Path(agent_policy.controller), config.env, agent.config.num_params))
         _WORKER_AGENTS[key] = agent
+    agent.env = env
     agent.reset(seed)
     return agent.act
 
@@ -149,7 +150,7 @@ def _worker_episode(config: CollectConfig, index: int) -> tuple[int, bool]:
     if env is None:
         env = _WORKER_ENVS[key] = get_spec(config.env).create(**config.env_kwargs)
     seed = config.seed + index
-    choose = _agent_chooser(config, seed) if config.agent else None
+    choose = _agent_chooser(config, seed, env) if config.agent else None
     episode = collect_episode(env, config.policy, seed, config.max_steps, choose)
     length = len(episode["done"])
     if length < config.min_length:

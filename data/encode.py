@@ -3,7 +3,9 @@
 Streaming and resumable: episodes are read one at a time (the next one loads on a thread while this
 one is encoded), each series file is written atomically under the rollout's file name, and a rerun
 skips the files already there. meta.json ties the folder to one VAE (by a hash of its weights), so
-latents from two encoders never mix; initial_z.npz is rebuilt from all series files at the end.
+latents from two encoders never mix; initial_z.npz is rebuilt from all series files at the end. For envs
+with invalid actions (bin packing) each series also holds the valid-action masks of its frames, and the
+mask reader the dream uses (models/mask_reader.py) is fit on them at the end.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from tqdm import tqdm
 from common.atomic import remove_stale_temp_files
 from common.checkpoints import load_checkpoint, load_state_dict_checked
 from common.errors import DataError, UserError
-from data.episodes import load_episode
+from data.episodes import load_episode, split_by_episode
 from data.rollouts import ROLLOUT_SCHEMA, RolloutFolder
 from data.series import (
     INITIAL_Z_FILE,
@@ -33,6 +35,8 @@ from data.series import (
     save_series,
     write_meta,
 )
+from envs.registry import get_spec
+from models.mask_reader import MASK_READER_FILE, fit_mask_reader, save_mask_reader
 from models.vae import ConvVAE, VAEConfig, frames_to_tensor
 
 
@@ -101,11 +105,15 @@ class EncodeSummary:
     existing_episodes: int = 0
     frames: int = 0
     seconds: float = 0.0
+    mask_reader: dict[str, float] | None = None  # its held-out accuracy, when one was fit
 
     def line(self) -> str:
         rate = self.frames / self.seconds if self.seconds > 0 else 0.0
+        reader = "" if self.mask_reader is None else (
+            f" | mask reader: {100 * self.mask_reader['mask_accuracy']:.1f}% of held-out masks read right "
+            f"({100 * self.mask_reader['action_accuracy']:.2f}% of actions)")
         return (f"episodes: {self.new_episodes} encoded, {self.existing_episodes} already there | "
-                f"frames: {self.frames} | time: {self.seconds:.1f} s ({rate:.0f} img/s)")
+                f"frames: {self.frames} | time: {self.seconds:.1f} s ({rate:.0f} img/s){reader}")
 
 
 def prepare_series_folder(savefolder: Path, rollouts: RolloutFolder, vae_identity: dict[str, Any],
@@ -142,7 +150,7 @@ def clear_series_folder(savefolder: Path) -> None:
     """Remove only what stage 03 writes: series files, initial_z.npz, meta.json."""
     for path in savefolder.glob("episode_*.npz"):
         path.unlink()
-    for name in (INITIAL_Z_FILE, META_FILE):
+    for name in (INITIAL_Z_FILE, META_FILE, MASK_READER_FILE):
         (savefolder / name).unlink(missing_ok=True)
 
 
@@ -154,19 +162,47 @@ def encode_rollouts(rollouts: RolloutFolder, vae: ConvVAE, vae_identity: dict[st
     todo = [p for p in rollouts.paths if not (savefolder / p.name).exists()]
     summary = EncodeSummary(existing_episodes=len(rollouts) - len(todo))
     lengths = dict(zip(rollouts.paths, rollouts.lengths())) if todo else {}
+    spec = get_spec(rollouts.env_name) if rollouts.env_name else None
+    read_mask = spec.frame_action_mask if spec is not None else None
+    options = spec.options_of_run(rollouts.meta.get("env_kwargs", {})) if spec is not None else {}
     bar = tqdm(total=int(sum(lengths[p] for p in todo)), unit="img", desc="encode", unit_scale=True,
                disable=None if progress else True, dynamic_ncols=True)
     started = time.perf_counter()
     with bar:
         for path, episode in load_ahead(todo, ROLLOUT_SCHEMA):
             mu, logvar = encode_frames(vae, episode["obs"], batch_size, device)
-            save_series(savefolder / path.name, mu, logvar, episode["action"], episode["reward"], episode["done"])
+            mask = read_mask(episode["obs"], options) if read_mask is not None else None
+            save_series(savefolder / path.name, mu, logvar, episode["action"], episode["reward"], episode["done"],
+                        mask)
             summary.new_episodes += 1
             summary.frames += len(mu)
             bar.update(len(mu))
-    summary.seconds = time.perf_counter() - started
     write_initial_z(savefolder, [p.name for p in rollouts.paths])
+    if read_mask is not None and (todo or not (savefolder / MASK_READER_FILE).exists()):
+        summary.mask_reader = write_mask_reader(savefolder, [p.name for p in rollouts.paths], vae_identity["sha256"])
+    summary.seconds = time.perf_counter() - started
     return summary
+
+
+def write_mask_reader(savefolder: Path, names: list[str], vae_sha256: str, val_fraction: float = 0.1
+                      ) -> dict[str, float]:
+    """Fit the mask reader on every series file (every 10th episode held out) and save it; returns its accuracy."""
+    arrays: dict[str, list[np.ndarray]] = {"mu": [], "logvar": [], "action_mask": []}
+    val_rows, offset = [], 0
+    _, val_episodes = split_by_episode(len(names), val_fraction)
+    held = set(val_episodes)
+    for i, name in enumerate(names):
+        episode = load_episode(savefolder / name, SERIES_SCHEMA, keys=list(arrays))
+        for key in arrays:
+            arrays[key].append(episode[key])
+        if i in held:
+            val_rows.append(np.arange(offset, offset + len(episode["mu"])))
+        offset += len(episode["mu"])
+    data = {k: np.concatenate(v) for k, v in arrays.items()}
+    reader, stats = fit_mask_reader(data["mu"], data["logvar"], data["action_mask"],
+                                    np.concatenate(val_rows) if val_rows else np.zeros(0, np.int64))
+    save_mask_reader(savefolder / MASK_READER_FILE, reader, stats, vae_sha256)
+    return stats
 
 
 def write_initial_z(savefolder: Path, names: list[str]) -> Path:

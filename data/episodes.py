@@ -31,14 +31,17 @@ class EpisodeSchema:
     name: str
     fields: dict[str, tuple[np.dtype, tuple[int, ...]]]
     length_key: str  # a small key: reading it alone gives the episode length cheaply
+    optional: tuple[str, ...] = ()  # fields that some envs' files have and others lack
 
     def validate(self, arrays: dict[str, np.ndarray], source: str) -> dict[str, np.ndarray]:
-        missing = [k for k in self.fields if k not in arrays]
+        missing = [k for k in self.fields if k not in arrays and k not in self.optional]
         if missing:
             raise DataError(f"{source}: not a {self.name} file (missing keys {missing}; "
                             f"has {sorted(arrays)})")
         length = None
         for key, (dtype, trailing) in self.fields.items():
+            if key not in arrays:
+                continue  # an optional field
             a = arrays[key]
             if a.dtype != dtype:
                 raise DataError(f"{source}: key {key!r} has dtype {a.dtype}, expected {np.dtype(dtype)}")

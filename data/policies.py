@@ -1,11 +1,15 @@
-"""Random exploration policies for collecting rollouts; each acts in the env's model-action Box."""
+"""Exploration and baseline policies for collecting rollouts and scoring baselines; each acts in the
+env's model-action Box."""
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
+
+from envs.binpacking_heuristics import HEURISTICS
 
 
 class RandomPolicy:
@@ -97,6 +101,37 @@ class BrownianPolicy(RandomPolicy):
         return action.copy()
 
 
+class RandomValidPolicy(UniformPolicy):
+    """Bin packing: fresh uniform scores each step. The env (and the dream) play the best-scoring valid
+    level, so this is a uniformly random valid action (the ORL random baseline), without reading the state."""
+
+
+class HeuristicPolicy(RandomPolicy):
+    """A bin-packing rule (envs/binpacking_heuristics.py) playing from the env's state in its info.
+
+    The rules read the counts per level, as the ORL baselines did, so they need the real env (`env`);
+    the chosen level gets score 1, every other -1.
+    """
+
+    def __init__(self, space: gym.spaces.Box, rng: np.random.Generator, env: Any = None,
+                 rule: str = "best_fit") -> None:
+        super().__init__(space, rng)
+        self.env = env
+        self.rule = HEURISTICS[rule]
+        self.name = rule
+
+    def act(self) -> np.ndarray:
+        info = getattr(self.env, "last_info", None) or {}
+        if "state" not in info:
+            raise ValueError(f"policy {self.name!r} reads a bin-packing env's state; it plays only the real "
+                             "binpacking env")
+        state = np.asarray(info["state"])
+        index = self.rule(state[:-1], int(state[-1]), self.rng)
+        scores = np.full(self.low.shape, -1.0, np.float32)
+        scores[index] = 1.0
+        return scores
+
+
 class ConstantPolicy(RandomPolicy):
     """The same action every step: a reference point for the dream's calibration (does M know walls kill?)."""
 
@@ -115,7 +150,10 @@ POLICIES: dict[str, type[RandomPolicy]] = {
     "sticky_mixed": MixedStickyPolicy,
     "brownian": BrownianPolicy,
     "uniform": UniformPolicy,
+    "random_valid": RandomValidPolicy,
 }
+# Bin-packing baselines (binpacking.md §6): they read the env's state, so real env only.
+STATE_POLICIES = ("best_fit", "sum_of_squares", "sum_of_squares_awslabs", "sum_of_squares_orl", "new_bag")
 
 
 def constant_policy_name(action: np.ndarray) -> str:
@@ -125,7 +163,7 @@ def constant_policy_name(action: np.ndarray) -> str:
 
 def parse_policy_name(name: str, action_dim: int | None = None) -> str:
     """Check a policy name (a key of POLICIES or 'constant:a1,...'); ValueError says what is wrong."""
-    if name not in POLICIES:
+    if name not in POLICIES and name not in STATE_POLICIES:
         _constant_action(name, action_dim)
     return name
 
@@ -133,7 +171,7 @@ def parse_policy_name(name: str, action_dim: int | None = None) -> str:
 def _constant_action(name: str, action_dim: int | None = None) -> np.ndarray:
     """The action of a 'constant:a1,...' name; ValueError for any other name or a wrong length."""
     if not name.startswith(CONSTANT_PREFIX):
-        raise ValueError(f"unknown policy {name!r}; choose from {sorted(POLICIES)} or constant:A[,A...]")
+        raise ValueError(f"unknown policy {name!r}; choose from {policy_names()} or constant:A[,A...]")
     try:
         values = [float(v) for v in name[len(CONSTANT_PREFIX):].split(",")]
     except ValueError:
@@ -143,7 +181,14 @@ def _constant_action(name: str, action_dim: int | None = None) -> np.ndarray:
     return np.array(values, np.float32)
 
 
-def make_policy(name: str, space: gym.spaces.Box, rng: np.random.Generator) -> RandomPolicy:
+def policy_names() -> str:
+    return ", ".join(sorted(POLICIES)) + " (any env); " + ", ".join(STATE_POLICIES) + " (binpacking)"
+
+
+def make_policy(name: str, space: gym.spaces.Box, rng: np.random.Generator, env: Any = None) -> RandomPolicy:
+    """The policy called `name`; `env` is the real env it plays (state-reading baselines need it)."""
     if name.startswith(CONSTANT_PREFIX):
         return ConstantPolicy(space, rng, _constant_action(name, int(np.prod(space.shape))))
+    if name in STATE_POLICIES:
+        return HeuristicPolicy(space, rng, env, name)
     return POLICIES[name](space, rng)

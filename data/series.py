@@ -10,6 +10,7 @@ One compressed `.npz` per episode, with the same file name as the rollout it was
 | `action` | (T, A)  | float32 | copied from the rollout                                                |
 | `reward` | (T,)    | float32 | copied from the rollout: reward received after action[t]               |
 | `done`   | (T,)    | bool    | copied from the rollout: action[t] ended the episode by termination    |
+| `action_mask` | (T, A) | uint8 | only for envs with one (bin packing): the valid actions on frame t     |
 
 The posterior is stored rather than a sample so that stage 04 can draw a fresh z = mu + exp(logvar/2)*eps
 every batch (the paper's augmentation); float16 as in the reference: 256 bytes a step for Z=64,
@@ -43,8 +44,10 @@ SERIES_SCHEMA = EpisodeSchema(
         "action": (np.dtype(np.float32), (VARIABLE,)),
         "reward": (np.dtype(np.float32), ()),
         "done": (np.dtype(bool), ()),
+        "action_mask": (np.dtype(np.uint8), (VARIABLE,)),
     },
     length_key="done",
+    optional=("action_mask",),
 )
 FORMAT_VERSION = 1
 META_FILE = "meta.json"
@@ -58,9 +61,11 @@ def to_float16(x: np.ndarray) -> np.ndarray:
 
 
 def save_series(path: str | Path, mu: np.ndarray, logvar: np.ndarray, action: np.ndarray,
-                reward: np.ndarray, done: np.ndarray) -> None:
-    save_episode(path, {"mu": to_float16(mu), "logvar": to_float16(logvar), "action": action,
-                        "reward": reward, "done": done}, SERIES_SCHEMA)
+                reward: np.ndarray, done: np.ndarray, action_mask: np.ndarray | None = None) -> None:
+    arrays = {"mu": to_float16(mu), "logvar": to_float16(logvar), "action": action, "reward": reward, "done": done}
+    if action_mask is not None:
+        arrays["action_mask"] = action_mask.astype(np.uint8)
+    save_episode(path, arrays, SERIES_SCHEMA)
 
 
 def read_meta(folder: str | Path) -> dict[str, Any] | None:

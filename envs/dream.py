@@ -12,7 +12,9 @@ reproduces the single-env episode with the same seed.
 Per step, as in the reference (spec §1.3): a = C([z, c, h]); M advances on (z, a, restart) to give the
 mixture for the next z; z' is sampled at temperature tau (logits / tau, sigma * sqrt(tau)); done when
 p(done) > 0.5 (or, with done_mode "sample", drawn with M's calibrated hazard) or at the step cap;
-Doom's reward is +1 per step, the terminal one included.
+Doom's reward is +1 per step, the terminal one included. Where some actions are invalid (bin packing),
+the mask reader tells from z which ones are valid and the best-scoring valid action is played, as the
+real env does with its own mask.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import torch
 from data.policies import make_policy
 from envs.registry import EnvSpec
 from models.controller import ControllerConfig, act, controller_config, controller_inputs
+from models.mask_reader import MaskReader
 from models.mdnrnn import MDNRNN, MDNOutput, done_from_logit, done_probability
 from models.vae import ConvVAE
 
@@ -49,6 +52,7 @@ class WorldModel:
     initial_logvar: torch.Tensor
     vae: ConvVAE | None = None
     done_mode: str = "threshold"  # see DONE_MODES
+    mask_reader: MaskReader | None = None  # envs with invalid actions: z -> which actions are valid
 
     def __post_init__(self) -> None:
         if self.done_mode not in DONE_MODES:
@@ -60,6 +64,12 @@ class WorldModel:
     @property
     def device(self) -> torch.device:
         return next(self.mdnrnn.parameters()).device
+
+    def valid_only(self, z: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """Model actions with the scores of actions invalid on z set to -inf (unchanged without a reader)."""
+        if self.mask_reader is None:
+            return actions
+        return torch.where(self.mask_reader.valid(z), actions, torch.full_like(actions, -math.inf))
 
     @property
     def controller(self) -> ControllerConfig:
@@ -173,7 +183,8 @@ class BatchedDream:
         """Advance the active episodes with model actions (n_active, A); finished ones leave the batch."""
         world, spec = self.world, self.world.spec
         m = world.mdnrnn
-        out, (self.h, self.c) = m.step(self.z, canonical_actions(spec, actions), (self.h, self.c), self.restart)
+        played = canonical_actions(spec, world.valid_only(self.z, actions))
+        out, (self.h, self.c) = m.step(self.z, played, (self.h, self.c), self.restart)
         uniform = self.noise.draw(self.scenario, m.z_size, "uniform")
         normal = self.noise.draw(self.scenario, m.z_size, "normal")
         self.z = sample_mixture(out, self.temperature, uniform, normal)
@@ -277,7 +288,7 @@ class DreamEnv(gym.Env):
         scenario = int(self.np_random.integers(2**31 - 1)) if seed is None else seed
         self._dream.reset([scenario])
         self._z = self._dream.z
-        return self._observe(), {}
+        return self._observe(), self._info()
 
     def set_temperature(self, temperature: float) -> None:
         """Change tau, also mid-episode (keyboard play turns it up and down live)."""
@@ -293,7 +304,13 @@ class DreamEnv(gym.Env):
         self._z = result.z
         terminated, truncated = bool(result.terminated[0]), bool(result.truncated[0])
         obs = np.zeros(self.observation_space.shape, np.float32) if terminated or truncated else self._observe()
-        return obs, float(result.reward[0]), terminated, truncated, {}
+        return obs, float(result.reward[0]), terminated, truncated, self._info()
+
+    def _info(self) -> dict[str, Any]:
+        """The valid actions M's mask reader sees on the current z (envs that have invalid actions)."""
+        if self.world.mask_reader is None or self._z is None:
+            return {}
+        return {"action_mask": self.world.mask_reader.valid(self._z[:1])[0].cpu().numpy().astype(np.int8)}
 
     def render(self) -> np.ndarray | None:
         if self.render_mode != "rgb_array" or self.world.vae is None or self._z is None:

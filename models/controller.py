@@ -21,7 +21,7 @@ class ControllerConfig:
     input_size: int
     output_size: int
     bias: bool
-    inputs: str  # "zh" or "zch": which of z, c, h feed the controller, in that order
+    inputs: str  # "z", "zh" or "zch": which of z, c, h feed the controller, in that order
 
     @property
     def num_params(self) -> int:
@@ -33,13 +33,13 @@ class ControllerConfig:
 
 def controller_config(spec: EnvSpec, z_size: int, hidden_size: int) -> ControllerConfig:
     """The controller the paper uses for this env, given V's z size and M's hidden size."""
-    input_size = z_size + hidden_size * (2 if spec.controller_inputs == "zch" else 1)
+    input_size = z_size + hidden_size * {"z": 0, "zh": 1, "zch": 2}[spec.controller_inputs]
     return ControllerConfig(input_size, spec.action_dim, spec.controller_bias, spec.controller_inputs)
 
 
 def controller_inputs(config: ControllerConfig, z: torch.Tensor, h: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-    """Concatenate [z, c, h] (Doom) or [z, h] along the last axis."""
-    parts = (z, c, h) if config.inputs == "zch" else (z, h)
+    """Concatenate [z, c, h] (Doom), [z, h] (CarRacing) or [z] alone (bin packing) along the last axis."""
+    parts = {"z": (z,), "zh": (z, h), "zch": (z, c, h)}[config.inputs]
     return torch.cat(parts, dim=-1)
 
 

@@ -1,0 +1,243 @@
+"""The bin-packing env (binpacking.md §1.2, §2.2, §7): rules, picture, masks, and its place in the pipeline."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from data.policies import make_policy
+from envs.binpacking import (
+    GYM_ID,
+    INVALID_PENALTY,
+    PRESETS,
+    BinPackingEnv,
+    frame_action_masks,
+    valid_actions,
+    waste,
+)
+from envs.binpacking_heuristics import HEURISTICS
+from envs.binpacking_image import PALETTE, count_blocks, decode_state, encode_state
+from envs.registry import get_spec
+
+
+def small_env(**kwargs) -> BinPackingEnv:
+    """B=9, items 2 and 3, as ORL's file default, with a short horizon."""
+    return BinPackingEnv(**{"preset": "b9_lw", "horizon": 50, **kwargs})
+
+
+def set_state(env: BinPackingEnv, levels: dict[int, int], item: int) -> None:
+    env.levels[:] = 0
+    for level, count in levels.items():
+        env.levels[level] = count
+    env.item = item
+
+
+# -- the rules (§1.2) ------------------------------------------------------------------------------
+def test_new_bag_costs_its_empty_space_and_an_existing_bag_pays_the_item():
+    env = small_env()
+    env.reset(seed=0)
+    set_state(env, {}, 3)
+    _, reward, *_ = env.step(0)
+    assert reward == -(9 - 3) and env.levels[3] == 1
+    set_state(env, {3: 1}, 2)
+    _, reward, *_ = env.step(3)
+    assert reward == +2 and env.levels[3] == 0 and env.levels[5] == 1
+
+
+def test_a_full_bag_leaves_the_levels_and_is_only_counted():
+    env = small_env()
+    env.reset(seed=0)
+    set_state(env, {6: 2}, 3)
+    _, reward, _, _, info = env.step(6)
+    assert reward == 3 and env.levels[6] == 1 and env.levels[9 - 1] == 0
+    assert info["full_bags"] == 1 and info["waste"] == 3  # the one bag left at level 6
+
+
+@pytest.mark.parametrize("preset", ["wmd", "b9_pp"])
+def test_a_complete_valid_episode_returns_minus_the_final_waste(preset):
+    env = BinPackingEnv(preset=preset, observation="vector")
+    rng = np.random.default_rng(0)
+    for seed in range(3):
+        env.reset(seed=seed)
+        total, steps = 0.0, 0
+        while True:
+            _, reward, terminated, truncated, info = env.step(HEURISTICS["random_valid"](env.levels, env.item, rng))
+            total, steps = total + reward, steps + 1
+            if terminated or truncated:
+                break
+        assert steps == PRESETS[preset].horizon and not truncated
+        assert total == -info["waste"] == -waste(env.levels) and info["invalid_actions"] == 0
+
+
+def test_invalid_action_terminates_with_the_orl_penalty():
+    env = small_env()
+    env.reset(seed=0)
+    set_state(env, {}, 2)
+    _, first, *_ = env.step(0)  # opens a bag: waste change +7
+    set_state(env, {2: 1}, 3)
+    _, reward, terminated, _, info = env.step(5)  # no bag at level 5
+    assert reward == INVALID_PENALTY - 7 and terminated
+    assert info["invalid_action"] and info["invalid_actions"] == 1
+
+
+def test_a_first_step_invalid_action_scores_exactly_minus_100():
+    """§4's caution: the WorldModelsDreaming score of about -100 is what a 1-step episode gets."""
+    env = BinPackingEnv()
+    env.reset(seed=3)
+    _, reward, terminated, _, info = env.step(7)
+    assert (reward, terminated, info["step"], info["invalid_actions"]) == (-100.0, True, 1, 1)
+
+
+def test_drop_and_nearest_rules_continue_the_episode():
+    env = small_env(invalid_action="drop")
+    env.reset(seed=0)
+    set_state(env, {4: 1}, 3)
+    _, reward, terminated, _, info = env.step(7)  # 7 + 3 > 9
+    assert reward == INVALID_PENALTY and not terminated and env.levels[4] == 1 and info["invalid_actions"] == 1
+    env = small_env(invalid_action="nearest")
+    env.reset(seed=0)
+    set_state(env, {2: 1, 5: 1}, 3)
+    _, reward, terminated, _, info = env.step(4)  # nearest valid level to 4 is 5
+    assert reward == 3 and env.levels[8] == 1 and env.levels[5] == 0 and not info["invalid_action"]
+
+
+def test_mask_lists_bags_the_item_fits_and_always_a_new_bag():
+    levels = np.zeros(9, np.int64)
+    levels[[2, 6, 7]] = 1
+    assert valid_actions(levels, 3).tolist() == [1, 0, 1, 0, 0, 0, 1, 0, 0]
+    assert valid_actions(np.zeros(9, np.int64), 2).tolist() == [1] + [0] * 8
+
+
+def test_reset_seed_fixes_the_item_sequence():
+    def items(seed):
+        env = small_env()
+        env.reset(seed=seed)
+        seen = [env.item]
+        for _ in range(20):
+            env.step(0)
+            seen.append(env.item)
+        return seen
+    assert items(5) == items(5) and items(5) != items(6)
+
+
+def test_bad_options_are_refused():
+    for kwargs in ({"preset": "nope"}, {"invalid_action": "ignore"}, {"capacity": 60},
+                   {"item_probabilities": [0.5, 0.6]}, {"horizon": 0}):
+        with pytest.raises(ValueError):
+            BinPackingEnv(**kwargs)
+    BinPackingEnv(capacity=60, item_sizes=[5, 20], item_probabilities=[0.5, 0.5], observation="vector")
+    with pytest.raises(ValueError):
+        BinPackingEnv().step(30)
+
+
+def test_gymnasium_make_and_render():
+    env = gym.make(GYM_ID, preset="b9_bw", render_mode="rgb_array")
+    obs, info = env.reset(seed=1)
+    assert obs.shape == (64, 64, 3) and obs.dtype == np.uint8 and info["action_mask"][0] == 1
+    assert env.action_space == gym.spaces.Discrete(9)
+    assert env.render().shape == (512, 512, 3)
+    env.close()
+
+
+# -- the picture (§2.2) ----------------------------------------------------------------------------
+def test_palette_matches_the_listed_colours():
+    assert PALETTE[29].tolist() == [240, 246, 252]
+    assert PALETTE[1].tolist() == [8, 64, 131]
+    assert PALETTE[0].tolist() == [8, 56, 119]
+    assert len({tuple(c) for c in PALETTE}) == 30
+
+
+def test_report_figure_state_draws_as_described():
+    levels = np.zeros(30, np.int64)
+    levels[[1, 2, 3, 4, 6, 7, 9]] = [18, 70, 51, 82, 65, 29, 183]
+    frame = encode_state(levels, 4)
+    assert count_blocks(183) == [29] * 11 + [18]
+    row9 = frame[59 - 18]
+    assert (row9[:24].sum(-1) > 0).all() and (row9[24:].sum(-1) == 0).all()  # 12 blocks, 24 px
+    assert frame[59 - 18, 22].tolist() == PALETTE[18].tolist()
+    assert (frame[60:64, 24:30] == PALETTE[4]).all() and frame[60:64, :24].sum() == 0  # item 4 at column 24
+    assert frame[59].sum() == 0  # row 59 is always empty
+    # level 1 (18 bags) is rows 56-58, but level 2 (70 bags: a saturated first block) overwrites row 56
+    assert frame[56:59, 0].tolist() == [PALETTE[29].tolist()] + [PALETTE[18].tolist()] * 2
+
+
+def test_higher_level_wins_the_shared_row():
+    levels = np.zeros(30, np.int64)
+    levels[[3, 4]] = [1, 5]  # level 3 rows 52-54, level 4 rows 50-52: row 52 shared
+    frame = encode_state(levels, 1)
+    assert frame[52, 0].tolist() == PALETTE[5].tolist() and frame[53, 0].tolist() == PALETTE[1].tolist()
+
+
+def test_picture_reads_back_exactly_along_real_episodes():
+    env = BinPackingEnv()
+    rng = np.random.default_rng(1)
+    obs, info = env.reset(seed=2)
+    for _ in range(300):
+        levels, item = decode_state(obs, 30)
+        assert (levels == env.levels).all() and item == env.item
+        assert (frame_action_masks(obs[None], {})[0] == info["action_mask"]).all()
+        obs, _, _, _, info = env.step(HEURISTICS["random_valid"](env.levels, env.item, rng))
+
+
+def test_large_counts_read_back():
+    levels = np.zeros(30, np.int64)
+    levels[1:] = np.arange(1, 30) * 16  # up to 464 bags on one level
+    assert (decode_state(encode_state(levels, 9), 30)[0] == levels).all()
+
+
+def test_frame_masks_use_the_env_options_for_the_bag_size():
+    env = BinPackingEnv(preset="b9_pp")
+    obs, info = env.reset(seed=0)
+    for _ in range(30):
+        obs, _, _, _, info = env.step(HEURISTICS["best_fit"](env.levels, env.item, None))
+    masks = frame_action_masks(obs[None], {"preset": "b9_pp"})
+    assert masks.shape == (1, 30) and (masks[0, :9] == info["action_mask"]).all() and masks[0, 9:].sum() == 0
+
+
+# -- the pipeline's view (registry, masked actions, policies) --------------------------------------
+def test_registry_env_plays_the_best_scoring_valid_level():
+    spec = get_spec("binpacking")
+    assert spec.action_dim == 30 and spec.episode_steps({}) == 1000
+    assert spec.episode_steps({"preset": "b9_pp", "horizon": 77}) == 77
+    env = spec.create(preset="b9_pp", horizon=40)
+    try:
+        obs, _ = env.reset(seed=0)
+        total, steps = 0.0, 0
+        for _ in range(100):
+            scores = np.linspace(1, -1, 30).astype(np.float32)  # prefers level 0... but 0 is a new bag
+            scores[0] = -1.0  # so: the lowest valid level, a new bag only when nothing fits
+            mask = env.action_mask
+            played = env.canonical_action(scores)
+            assert played.shape == (30,) and mask[int(played.argmax())] == 1
+            obs, reward, terminated, truncated, info = env.step(scores)
+            total, steps = total + reward, steps + 1
+            if terminated or truncated:
+                break
+        assert steps == 40 and info["invalid_actions"] == 0 and total == -info["waste"]
+    finally:
+        env.close()
+
+
+@pytest.mark.parametrize("name", ["best_fit", "sum_of_squares", "sum_of_squares_orl", "new_bag", "random_valid"])
+def test_baseline_policies_play_the_registry_env(name):
+    env = get_spec("binpacking").create(horizon=200)
+    rule = HEURISTICS.get(name)
+    policy = make_policy(name, env.action_space, np.random.default_rng(0), env)
+    env.reset(seed=4)
+    for _ in range(200):
+        state = env.last_info["state"]
+        action = policy.act()
+        if rule is not None and name != "random_valid":
+            assert int(action.argmax()) == rule(state[:-1], int(state[-1]), None)
+        _, _, terminated, _, info = env.step(action)
+        if terminated:
+            break
+    assert info["step"] == 200 and info["invalid_actions"] == 0
+    env.close()
+
+
+def test_state_policies_refuse_an_env_without_state():
+    policy = make_policy("best_fit", gym.spaces.Box(-1, 1, (30,)), np.random.default_rng(0), None)
+    with pytest.raises(ValueError, match="best_fit"):
+        policy.act()
