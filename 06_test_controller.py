@@ -18,6 +18,7 @@ from common.errors import UserError
 from common.workers import WorkerError
 from control.evaluate import (
     Scores,
+    baseline_label,
     compare_on_common_seeds,
     controller_done_mode,
     evaluate_dream,
@@ -153,7 +154,7 @@ def compare_with_saved(folder: Path, result: Scores, args: argparse.Namespace, p
         rerun = "without --random" if args.random else "with --random"
         print(f"(rerun {rerun} on the same seeds to test the difference)")
         return
-    other = load_scores(other_file, "controller (real)" if args.random else f"random policy ({policy}, real)")
+    other = load_scores(other_file, "controller (real)" if args.random else baseline_label(policy))
     controller, random = (other, result) if args.random else (result, other)
     comparison = compare_on_common_seeds(controller, random)
     if comparison is not None:

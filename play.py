@@ -97,6 +97,7 @@ def main() -> None:
 
 
 def make_dream(args) -> tuple:
+    from control.options import env_kwargs_of_run
     from control.world import WorldPaths, load_world
     from envs.dream import DreamEnv
 
@@ -106,7 +107,7 @@ def make_dream(args) -> tuple:
     world = load_world(WorldPaths.from_logdir(logdir, args.vae, args.mdnrnn, args.initial_z),
                        resolve_device(args.device), with_vae=True)
     spec: EnvSpec = world.spec
-    max_steps = args.max_steps or spec.max_episode_steps or 1000
+    max_steps = args.max_steps or spec.episode_steps(env_kwargs_of_run(logdir))
     return DreamEnv(world, args.temperature, max_steps, render_mode="rgb_array"), spec, max_steps
 
 

@@ -25,7 +25,7 @@ def calibration(logdir: Path, out: Path, episodes: int = 64, temperature: float 
     world = load_world(paths, device, with_vae=False, done_mode=done_mode)
     spec = world.spec
     tau = spec.dream_temperature if temperature is None else temperature
-    cap = max_steps or spec.max_episode_steps or 1000
+    cap = max_steps or spec.episode_steps(env_kwargs_of_run(logdir))
     params = None
     if controller and controller_path.exists():
         params = load_controller(controller_path, spec.name, world.controller.num_params)

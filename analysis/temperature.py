@@ -33,7 +33,7 @@ def temperature(logdir: Path, out: Path, temperatures: tuple[float, ...] = PAPER
     world = load_world(paths, "cpu", with_vae=False)
     spec = world.spec
     params = load_controller(best_or_last(logdir / "controller"), spec.name, world.controller.num_params)
-    cap = max_steps or spec.max_episode_steps or 1000
+    cap = max_steps or spec.episode_steps(env_kwargs_of_run(logdir))
     rows = []
     for tau in temperatures:
         dream = evaluate_dream(paths, params, [seed + i for i in range(dream_episodes)], tau, cap, device)

@@ -33,7 +33,8 @@ DEFAULT_PRESETS = ("wmd", "b9_lw", "b9_pp", "b9_bw")
 
 # §6's column names for our heuristics.
 REFERENCE_NAMES = {"best_fit": "BF", "sum_of_squares_orl": "SS-orl", "sum_of_squares": "SS-tb",
-                   "sum_of_squares_awslabs": "SS report", "random_valid": "Rand", "new_bag": "New"}
+                   "sum_of_squares_awslabs": "SS report", "random_valid": "Rand", "new_bag": "New",
+                   "random_fit": "-"}
 
 # binpacking.md §6 ([re-simulated] heuristic baselines): (mean, std or None) of the episode return, over
 # 1000 episodes at T=1000 and 200 episodes at T=10000 (REFERENCE_EPISODES). None: §6 gives no std.
@@ -130,7 +131,7 @@ def table_rows(results: list[tuple[str, str, np.ndarray]], horizon: int | None) 
             ref_text = f"{ref_mean:.1f}" + ("" if ref_std is None else f" ± {ref_std:.1f}")
             se_diff = math.sqrt(se ** 2 + (0.0 if ref_std is None else ref_std ** 2 / ref_n))
             z_text = f"{abs(mean - ref_mean) / se_diff:.2f}" if se_diff > 0 else "–"
-        rows.append({"config": preset, "T": str(steps), "policy": f"{policy} ({REFERENCE_NAMES[policy]})",
+        rows.append({"config": preset, "T": str(steps), "policy": f"{policy} ({REFERENCE_NAMES.get(policy, '-')})",
                      "episodes": str(n), "mean ± std": f"{mean:.1f} ± {std:.1f}", "s.e.": f"{se:.2f}",
                      "§6": ref_text, "Δ in s.e.": z_text})
     return rows

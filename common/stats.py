@@ -31,9 +31,11 @@ class Comparison:
         return self.mean_a / self.mean_b if self.mean_b else float("nan")
 
     def line(self) -> str:
+        # a ratio only reads as "times better" when both scores are positive (not bin packing's -waste)
+        ratio = f" (x{self.ratio:.2f})" if self.mean_a > 0 and self.mean_b > 0 else ""
         return (f"{self.label_a} {self.mean_a:.1f} ± {self.std_a:.1f} (n {self.n_a}) vs {self.label_b} "
                 f"{self.mean_b:.1f} ± {self.std_b:.1f} (n {self.n_b}): difference {self.difference:+.1f} "
-                f"± {self.standard_error:.1f} (x{self.ratio:.2f}), Welch t {self.t:.2f}, df {self.df:.0f}, "
+                f"± {self.standard_error:.1f}{ratio}, Welch t {self.t:.2f}, df {self.df:.0f}, "
                 f"p {self.p:.2g}")
 
 

@@ -23,6 +23,7 @@ from common.workers import WorkerPool
 from control.agent import WorldModelAgent
 from control.real import agent_episode_task, init_worker, random_chooser, random_episode_task, run_episode
 from control.world import WorldPaths, load_world
+from data.policies import STATE_POLICIES
 from envs.dream import DreamEnv, model_actions, rollout_population
 from envs.registry import EnvSpec
 from envs.render import create_with_frames, full_frame
@@ -120,9 +121,14 @@ def evaluate_real(spec: EnvSpec, env_kwargs: dict, paths: WorldPaths | None, par
             scores[i], lengths[i], invalid[i] = episode.score, episode.length, episode.invalid
             bar.update(1)
     bar.close()
-    label = f"random policy ({policy}, real)" if params is None else "controller (real)"
+    label = baseline_label(policy) if params is None else "controller (real)"
     refused = None if any(k is None for k in invalid) else np.asarray(invalid, np.float64)
     return Scores(label, seeds, scores, lengths, refused)
+
+
+def baseline_label(policy: str) -> str:
+    """'random policy (sticky, real)'; a rule that reads the state is not random: 'policy best_fit (real)'."""
+    return f"policy {policy} (real)" if policy in STATE_POLICIES else f"random policy ({policy}, real)"
 
 
 def record_real_episode(spec: EnvSpec, env_kwargs: dict, paths: WorldPaths | None, params: np.ndarray | None,

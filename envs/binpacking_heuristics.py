@@ -87,6 +87,16 @@ def random_valid(levels: np.ndarray, item: int, rng: np.random.Generator) -> int
     return int(rng.choice(np.flatnonzero(valid_actions(levels, item))))
 
 
+def random_fit(levels: np.ndarray, item: int, rng: np.random.Generator) -> int:
+    """A uniformly random bag the item fits in; a new bag only when none does (random Any Fit).
+
+    Not a baseline but exploration: unlike random_valid it packs densely, so its episodes show the
+    states where nothing fits and a new bag is forced, which a good packer lives in.
+    """
+    fitting = np.flatnonzero(valid_actions(levels, item)[1:]) + 1
+    return int(rng.choice(fitting)) if len(fitting) else 0
+
+
 def new_bag(levels: np.ndarray, item: int, rng: np.random.Generator) -> int:
     """Always a new bag: the worst valid policy, the floor of the scale."""
     return 0
@@ -98,5 +108,6 @@ HEURISTICS: dict[str, Heuristic] = {
     "sum_of_squares_orl": sum_of_squares_orl,
     "sum_of_squares_awslabs": sum_of_squares_awslabs,
     "random_valid": random_valid,
+    "random_fit": random_fit,
     "new_bag": new_bag,
 }

@@ -241,3 +241,23 @@ def test_state_policies_refuse_an_env_without_state():
     policy = make_policy("best_fit", gym.spaces.Box(-1, 1, (30,)), np.random.default_rng(0), None)
     with pytest.raises(ValueError, match="best_fit"):
         policy.act()
+
+
+def test_random_fit_opens_a_bag_only_when_nothing_fits_and_mixed_flips_per_episode():
+    env = get_spec("binpacking").create(horizon=300)
+    policy = make_policy("random_fit", env.action_space, np.random.default_rng(0), env)
+    env.reset(seed=1)
+    for _ in range(300):
+        mask = env.action_mask
+        action = int(policy.act().argmax())
+        assert (action == 0) == (mask[1:].sum() == 0)
+        _, _, terminated, _, _ = env.step(np.eye(30, dtype=np.float32)[action])
+        if terminated:
+            break
+    mixed = make_policy("random_mixed", env.action_space, np.random.default_rng(3), env)
+    kinds = set()
+    for _ in range(12):
+        mixed.reset()
+        kinds.add(mixed._dense)
+    assert kinds == {True, False}
+    env.close()
