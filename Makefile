@@ -5,9 +5,10 @@ PY     := $(VENV)/bin/python
 RUN    ?= runs/demo
 CPU_RUN ?= runs/cpu
 PAPER_RUN ?= runs/paper
+BP_RUN ?= runs/binpacking
 WORKERS ?= $(shell nproc)
 
-.PHONY: setup demo cpu-recipe paper test lint bench clean
+.PHONY: setup demo cpu-recipe binpacking paper test lint bench clean
 
 setup: $(VENV)/.installed
 
@@ -44,6 +45,20 @@ cpu-recipe: setup
 # epoch over all frames (the paper's text), M the reference's Doom budget (400 epochs; best.pt by
 # validation), C pop 64 x 16 at tau 1.15 for 200 generations (the reference's README: "4-5 hours" on 64
 # CPU cores; about 20 minutes batched on one GPU). Not yet run end to end.
+# Bin packing (README "Bin packing"): the real-trained controller, ~65 min on 2 cores; then the baselines
+# on the same seeds, each printing the Welch line against the controller.
+binpacking: setup
+	$(PY) 01_generate_data.py binpacking --total_episodes 300 --logdir $(BP_RUN)
+	$(PY) 02_train_vae.py --logdir $(BP_RUN) --epochs 3 --max_frames 200000 --lr 0.001 --kl_tolerance 2.0
+	$(PY) 03_generate_rnn_data.py --logdir $(BP_RUN)
+	$(PY) 04_train_mdnrnn.py --logdir $(BP_RUN) --epochs 20 --batch_size 16
+	$(PY) 05_train_controller.py --logdir $(BP_RUN) --mode real --pop_size 16 --num_rollouts 2 \
+		--max_generations 60 --eval_every 10 --eval_episodes 20
+	$(PY) 06_test_controller.py --logdir $(BP_RUN) --episodes 200 --no_progress | tail -n 1
+	for p in best_fit sum_of_squares random_valid; do \
+		$(PY) 06_test_controller.py --logdir $(BP_RUN) --episodes 200 --random --random_policy $$p --no_progress \
+		| tail -n 2; done
+
 paper: setup
 	$(PY) 01_generate_data.py doom --total_episodes 10000 --min_length 100 --policy sticky_mixed \
 		--workers $(WORKERS) --logdir $(PAPER_RUN)
@@ -66,6 +81,7 @@ bench: setup
 	$(PY) bench/bench_vae.py
 	$(PY) bench/bench_mdnrnn.py
 	$(PY) bench/bench_dream.py --generation
+	$(PY) bench/bench_binpacking.py
 
 clean:
 	rm -rf $(RUN)
