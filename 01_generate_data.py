@@ -42,7 +42,9 @@ def build_parser() -> ArgumentParser:
                         "walls: better data for small runs), brownian = smoothly wandering actions, "
                         "uniform = a new sample every step; binpacking: random_valid = a uniformly random "
                         "valid level, or a baseline: best_fit, sum_of_squares (textbook), sum_of_squares_awslabs "
-                        "(as awslabs coded it), sum_of_squares_orl (exact fit first), new_bag "
+                        "(as awslabs coded it), sum_of_squares_orl (exact fit first), new_bag, or for data "
+                        "random_fit (never a new bag while one fits) and random_mixed (per episode random_valid "
+                        "or random_fit) "
                         "(default: the env's; sticky for doom, brownian for carracing, random_valid for binpacking)")
     p.add_argument("--seed", type=non_negative_int, default=0,
                    help="episode i uses seed + i, so results do not depend on --workers")

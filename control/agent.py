@@ -54,7 +54,7 @@ class WorldModelAgent:
         h, c = self.state
         raw = act(self.config, self.params, controller_inputs(self.config, self.z, h, c))
         action = model_actions(self.spec, raw)
-        if self.env is not None and hasattr(self.env, "canonical_action"):
+        if self.env is not None:
             played = torch.as_tensor(self.env.canonical_action(action[0].cpu().numpy()), device=self.device)[None]
         else:
             played = canonical_actions(self.spec, action)

@@ -135,10 +135,10 @@ def _agent_chooser(config: CollectConfig, seed: int, env: gym.Env) -> Callable[[
         vae, _ = load_vae(Path(agent_policy.vae), "cpu")
         mdnrnn, _ = load_mdnrnn(Path(agent_policy.mdnrnn), "cpu")
         check_same_vae(vae, Path(agent_policy.vae), mdnrnn, Path(agent_policy.mdnrnn))
-        agent = WorldModelAgent(get_spec(config.env), vae, mdnrnn, env=env)
+        agent = WorldModelAgent(get_spec(config.env), vae, mdnrnn)
         agent.set_params(load_controller(Path(agent_policy.controller), config.env, agent.config.num_params))
         _WORKER_AGENTS[key] = agent
-    agent.env = env
+    agent.env = env  # a cached agent may have been made beside another env of this worker
     agent.reset(seed)
     return agent.act
 

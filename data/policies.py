@@ -171,7 +171,8 @@ POLICIES: dict[str, type[RandomPolicy]] = {
     "uniform": UniformPolicy,
     "random_valid": RandomValidPolicy,
 }
-# Bin-packing baselines (binpacking.md §6): they read the env's state, so real env only.
+# Bin packing policies that read the env's state (so real env only): the baselines of binpacking.md §6
+# and the two dense-packing exploration policies random_fit and random_mixed.
 STATE_POLICIES = ("best_fit", "sum_of_squares", "sum_of_squares_awslabs", "sum_of_squares_orl", "new_bag",
                   "random_fit", "random_mixed")
 

@@ -14,9 +14,30 @@ from envs.binpacking import valid_actions
 Heuristic = Callable[[np.ndarray, int, np.random.Generator], int]
 
 
+def _fitting_levels(levels: np.ndarray, item: int) -> np.ndarray:
+    """The levels, lowest first, that hold a bag the item fits in."""
+    return np.flatnonzero(valid_actions(levels, item)[1:]) + 1
+
+
+def _smallest_rise_below_exact_fit(levels: np.ndarray, item: int) -> tuple[int, int]:
+    """(level, N[l+s] - N[l]) minimal over the occupied levels below the exact fit B-s, lowest on ties.
+
+    Starts from (new bag, B), so only a value below B picks a level: the scan both awslabs-style rules share.
+    """
+    capacity = len(levels)
+    best_action, best_value = 0, capacity
+    for level in range(1, capacity - item):
+        if levels[level] == 0:
+            continue
+        value = levels[level + item] - levels[level]
+        if value < best_value:
+            best_action, best_value = level, value
+    return best_action, best_value
+
+
 def best_fit(levels: np.ndarray, item: int, rng: np.random.Generator) -> int:
     """The fullest bag the item fits in; a new bag if none (awslabs baseline_best_fit.py)."""
-    fitting = np.flatnonzero(valid_actions(levels, item)[1:]) + 1
+    fitting = _fitting_levels(levels, item)
     return int(fitting[-1]) if len(fitting) else 0
 
 
@@ -43,22 +64,14 @@ def sum_of_squares_awslabs(levels: np.ndarray, item: int, rng: np.random.Generat
     """Sum of Squares as awslabs' baseline_sum_of_squares.py runs, not the textbook rule.
 
     Levels are scanned from the bottom, keeping the one with the smallest N[l+s] - N[l] (starting from
-    B, so only smaller values count; a new bag if none). The exact-fit level B-s counts as -N[B-s] and,
-    if that beats the best so far, is played at once; otherwise it is passed over. This is the report's
-    "Sum of Squares" (-26.9 on B=30 perfect pack; binpacking.md §4).
+    B, so only smaller values count; a new bag if none). The exact-fit level B-s, last in the scan, counts
+    as -N[B-s] and is played only if that beats the best below it. This is the report's "Sum of Squares"
+    (-26.9 on B=30 perfect pack; binpacking.md §4).
     """
-    capacity = len(levels)
-    best_action, best_value = 0, capacity
-    for level in range(1, capacity - item + 1):
-        if levels[level] == 0:
-            continue
-        if level + item == capacity:
-            if -levels[level] < best_value:
-                return int(level)
-            continue
-        value = levels[level + item] - levels[level]
-        if value < best_value:
-            best_action, best_value = level, value
+    exact = len(levels) - item
+    best_action, best_value = _smallest_rise_below_exact_fit(levels, item)
+    if levels[exact] > 0 and -levels[exact] < best_value:
+        return int(exact)
     return int(best_action)
 
 
@@ -68,18 +81,10 @@ def sum_of_squares_orl(levels: np.ndarray, item: int, rng: np.random.Generator) 
     Otherwise the fitting level l with the smallest N[l+s] - N[l], taken only when that is below B;
     otherwise a new bag. Kept to reproduce that column; `sum_of_squares_awslabs` is the code as it runs.
     """
-    capacity = len(levels)
-    exact = capacity - item
+    exact = len(levels) - item
     if levels[exact] > 0:
         return int(exact)
-    best_action, best_value = 0, capacity
-    for level in range(1, capacity - item):
-        if levels[level] == 0:
-            continue
-        value = levels[level + item] - levels[level]
-        if value < best_value:
-            best_action, best_value = level, value
-    return int(best_action)
+    return int(_smallest_rise_below_exact_fit(levels, item)[0])
 
 
 def random_valid(levels: np.ndarray, item: int, rng: np.random.Generator) -> int:
@@ -93,7 +98,7 @@ def random_fit(levels: np.ndarray, item: int, rng: np.random.Generator) -> int:
     Not a baseline but exploration: unlike random_valid it packs densely, so its episodes show the
     states where nothing fits and a new bag is forced, which a good packer lives in.
     """
-    fitting = np.flatnonzero(valid_actions(levels, item)[1:]) + 1
+    fitting = _fitting_levels(levels, item)
     return int(rng.choice(fitting)) if len(fitting) else 0
 
 
