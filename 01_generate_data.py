@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 
+from common.backend import add_backend_flags, backend_from_args
 from common.cli import (
     ArgumentParser,
     default_logdir,
@@ -31,8 +32,9 @@ def build_parser() -> ArgumentParser:
     p.add_argument("env", help=f"environment: {known_env_names()}")
     p.add_argument("--total_episodes", type=positive_int, default=10000,
                    help="episodes the folder should hold when done (the paper used 10,000)")
-    p.add_argument("--workers", type=positive_int, default=os.cpu_count() or 1,
-                   help="parallel worker processes, one single-threaded env each")
+    p.add_argument("--workers", type=positive_int, default=None,
+                   help="parallel workers, one single-threaded env each (default: one per CPU of this machine, "
+                        "or of the whole cluster with --backend ray)")
     p.add_argument("--logdir", default=None, help="experiment folder (default: runs/<env>)")
     p.add_argument("--store_folder", default=None,
                    help="where episode files go (default: <logdir>/rollouts)")
@@ -60,12 +62,14 @@ def build_parser() -> ArgumentParser:
                         "filled in, and used again by stages 05-07 for the real env")
     p.add_argument("--episode_timeout", type=positive_float, default=600.0,
                    help="seconds one episode may take before its worker is killed and replaced")
+    add_backend_flags(p)
     p.add_argument("--no_progress", action="store_true", help="no progress bar")
     return p
 
 
 def main() -> None:
     args = build_parser().parse_args()
+    backend = backend_from_args(args)
     spec = get_spec(args.env)
     logdir = args.logdir or default_logdir(args.env)
     out_dir = ensure_writable_dir(args.store_folder or os.path.join(logdir, "rollouts"),
@@ -78,7 +82,7 @@ def main() -> None:
     spec.create(**args.env_kwargs).close()  # a bad env option fails here, not in every worker
     try:
         summary = generate(config, args.total_episodes, args.workers, args.episode_timeout,
-                           progress=not args.no_progress)
+                           progress=not args.no_progress, backend=backend)
     except WorkerError as e:
         raise UserError(f"{e}; finished episodes in {out_dir} are kept, rerun to continue") from None
     print(f"{out_dir}: {summary.line()}")

@@ -7,9 +7,9 @@ Rerun the same command to continue; --new_model starts over.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
+from common.backend import add_backend_flags, backend_from_args
 from common.cli import (
     ArgumentParser,
     ensure_writable_dir,
@@ -35,7 +35,7 @@ def build_parser() -> ArgumentParser:
                                                       "(default: <logdir>/controller)")
     p.add_argument("--mode", choices=["dream", "real"], default="dream",
                    help="dream: all candidates x rollouts in one batched dream rollout; real: episodes in the "
-                        "real env on CPU worker processes (the CarRacing path)")
+                        "real env on CPU workers, local or on a Ray cluster (the CarRacing path)")
     p.add_argument("--pop_size", type=positive_int, default=64, help="CMA-ES population size (paper: 64)")
     p.add_argument("--num_rollouts", type=positive_int, default=16,
                    help="episodes per candidate; fitness is their mean return (paper: 16)")
@@ -52,8 +52,9 @@ def build_parser() -> ArgumentParser:
                    help="episodes per evaluation (default: 1024 in the dream as the reference, 100 real)")
     p.add_argument("--target_return", type=float, default=None, help="stop once an evaluation reaches this")
     p.add_argument("--seed", type=non_negative_int, default=0, help="seeds CMA-ES and the rollout scenarios")
-    p.add_argument("--workers", type=positive_int, default=os.cpu_count() or 1,
-                   help="real mode: worker processes (V, M, C on CPU, one torch thread each)")
+    p.add_argument("--workers", type=positive_int, default=None,
+                   help="real mode (and the dream's pre-flight check): workers, each with V, M, C on CPU and one "
+                        "torch thread (default: one per CPU of this machine, or of the cluster with --backend ray)")
     p.add_argument("--worker_timeout", type=positive_float, default=600.0,
                    help="real mode: seconds one episode may take before its worker is replaced")
     p.add_argument("--device", default="cpu", help=f"dream mode: where the batched dream runs; {DEVICE_HELP}")
@@ -61,6 +62,7 @@ def build_parser() -> ArgumentParser:
                    help="dream mode, new runs: first score fixed policies (each constant action, the stage-01 "
                         "policy) this many episodes each in the dream and the real env and warn if the dream "
                         "flatters one (analyze.py calibration); 0 = skip (default: 32 for doom, else 0)")
+    add_backend_flags(p)
     p.add_argument("--new_model", action="store_true", help="discard saved CMA state and start over")
     p.add_argument("--no_progress", action="store_true", help="no progress bar")
     add_world_flags(p)
@@ -69,6 +71,7 @@ def build_parser() -> ArgumentParser:
 
 def main() -> None:
     args = build_parser().parse_args()
+    backend = backend_from_args(args)
     logdir = Path(args.logdir)
     paths = world_paths(args, logdir)
     out_dir = ensure_writable_dir(args.savefolder or logdir / "controller",
@@ -94,10 +97,10 @@ def main() -> None:
     if args.mode == "dream" and episodes and fresh:
         world = load_world(paths, resolve_device(args.device), with_vae=False, done_mode=args.done)
         preflight(world, data_policy_of(logdir, spec), temperature, config.max_steps, episodes,
-                  real_env_kwargs(args, logdir), out_dir, args.workers, args.worker_timeout)
+                  real_env_kwargs(args, logdir), out_dir, args.workers, args.worker_timeout, backend=backend)
     try:
         result = train_controller(config, paths, out_dir, real_env_kwargs(args, logdir), args.new_model,
-                                  progress=not args.no_progress, device=resolve_device(args.device))
+                                  progress=not args.no_progress, device=resolve_device(args.device), backend=backend)
     except WorkerError as e:
         raise UserError(f"{e}; the last finished generation is saved, rerun to continue") from None
     best = "none yet" if result.best_eval is None else f"{result.best_eval:.1f} (generation {result.best_generation})"

@@ -12,6 +12,7 @@ import argparse
 import os
 from pathlib import Path
 
+from common.backend import add_backend_flags, backend_from_args
 from common.cli import ArgumentParser, non_negative_int, positive_float, positive_int, run_main
 from common.device import DEVICE_HELP, resolve_device
 from common.errors import UserError
@@ -61,8 +62,9 @@ def build_parser() -> ArgumentParser:
                         "every step, e.g. constant:-1 = always LEFT in doom) (default: the env's stage-01 policy)")
     p.add_argument("--max_steps", type=positive_int, default=None,
                    help="episode cap (default: the env's; 2100 doom, 1000 carracing)")
-    p.add_argument("--workers", type=positive_int, default=os.cpu_count() or 1,
-                   help="real env: parallel worker processes (V, M, C on CPU, one thread each)")
+    p.add_argument("--workers", type=positive_int, default=None,
+                   help="real env: parallel workers, each with V, M, C on CPU and one thread (default: one per CPU "
+                        "of this machine, or of the cluster with --backend ray)")
     p.add_argument("--worker_timeout", type=positive_float, default=600.0,
                    help="seconds one episode may take before its worker is replaced")
     p.add_argument("--record", default=None, metavar="FILE.gif",
@@ -73,6 +75,7 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--fps", type=positive_float, default=30.0, help="frames per second of --record")
     p.add_argument("--env", default=None, help="env name (default: from the rollouts' meta.json or M's checkpoint)")
     p.add_argument("--device", default="cpu", help=f"dream only; {DEVICE_HELP}")
+    add_backend_flags(p)
     p.add_argument("--no_progress", action="store_true", help="no progress bar")
     add_done_flag(p, default=None)
     p.epilog = "--done defaults to the rule the controller was trained with (threshold for older controllers)."
@@ -82,6 +85,7 @@ def build_parser() -> ArgumentParser:
 
 def main() -> None:
     args = build_parser().parse_args()
+    backend = backend_from_args(args)
     logdir = Path(args.logdir)
     paths = world_paths(args, logdir)
     spec = get_spec(env_name(args, logdir, paths))
@@ -114,7 +118,8 @@ def main() -> None:
                                     done_mode)
         else:
             result = evaluate_real(spec, env_kwargs, None if args.random else paths, params, seeds, max_steps,
-                                   args.workers, args.worker_timeout, policy, progress=not args.no_progress)
+                                   args.workers, args.worker_timeout, policy, progress=not args.no_progress,
+                                   backend=backend)
     except WorkerError as e:
         raise UserError(str(e)) from None
     print_scores(result)

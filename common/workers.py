@@ -31,12 +31,32 @@ import time
 import traceback
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from tqdm import tqdm
 
 _CTX = multiprocessing.get_context("spawn")
 _POLL_SECONDS = 1.0  # how often exit codes are checked when no pipe says anything
+
+
+class TaskPool(Protocol):
+    """What stages need from a pool: WorkerPool here, common.ray_pool.RayPool on a cluster."""
+
+    @property
+    def pending(self) -> int: ...
+
+    @property
+    def num_workers(self) -> int: ...
+
+    def submit(self, key: Hashable, fn: Callable[..., Any], *args: Any) -> None: ...
+
+    def next_result(self) -> tuple[Hashable, Any]: ...
+
+    def close(self) -> None: ...
+
+    def __enter__(self) -> TaskPool: ...
+
+    def __exit__(self, *exc: object) -> None: ...
 
 
 class WorkerError(RuntimeError):

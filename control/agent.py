@@ -35,7 +35,8 @@ class WorldModelAgent:
         self.reset(0)
 
     def set_params(self, params: np.ndarray) -> None:
-        self.params = torch.as_tensor(np.asarray(params, np.float32), device=self.device)
+        # a copy: params that came through Ray's object store are a read-only view
+        self.params = torch.tensor(np.asarray(params, np.float32), device=self.device)
         if self.params.shape != (self.config.num_params,):
             raise ValueError(f"controller needs {self.config.num_params} params, got {tuple(self.params.shape)}")
 

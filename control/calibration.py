@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from common.atomic import atomic_path
+from common.backend import LOCAL, Backend
 from common.errors import UserError
 from common.plot import bar_chart
 from common.workers import WorkerError
@@ -134,9 +135,9 @@ class Calibration:
 
 
 def run_calibration(world: WorldModel, data_policy: str, temperature: float, max_steps: int, seeds: list[int],
-                    real_env_kwargs: dict | None, workers: int = 1, worker_timeout: float = 600.0,
+                    real_env_kwargs: dict | None, workers: int | None = 1, worker_timeout: float = 600.0,
                     paths: WorldPaths | None = None, params: np.ndarray | None = None,
-                    progress: bool = False) -> Calibration:
+                    progress: bool = False, backend: Backend = LOCAL) -> Calibration:
     """Every reference policy (and the controller `params`, if given) in the dream, and in the game unless
     `real_env_kwargs` is None."""
     spec = world.spec
@@ -147,7 +148,7 @@ def run_calibration(world: WorldModel, data_policy: str, temperature: float, max
         real = None
         if real_env_kwargs is not None:
             real = _real(spec, real_env_kwargs, None, None, seeds, max_steps, workers, worker_timeout, ref.policy,
-                         progress)
+                         progress, backend)
         rows.append(CalibrationRow(ref.label, dream, real))
     if params is not None:
         returns, lengths = rollout_population(world, torch.as_tensor(params[None], dtype=torch.float32), seeds,
@@ -156,16 +157,17 @@ def run_calibration(world: WorldModel, data_policy: str, temperature: float, max
         real = None
         if real_env_kwargs is not None:
             real = _real(spec, real_env_kwargs, paths, params, seeds, max_steps, workers, worker_timeout,
-                         data_policy, progress)
+                         data_policy, progress, backend)
         rows.append(CalibrationRow("trained controller", dream, real, trained=True))
     return Calibration(rows, temperature, max_steps)
 
 
 def _real(spec: EnvSpec, env_kwargs: dict, paths: WorldPaths | None, params: np.ndarray | None, seeds: list[int],
-          max_steps: int, workers: int, timeout: float, policy: str, progress: bool) -> Scores:
+          max_steps: int, workers: int | None, timeout: float, policy: str, progress: bool,
+          backend: Backend) -> Scores:
     try:
         return evaluate_real(spec, env_kwargs, paths, params, seeds, max_steps, workers, timeout, policy,
-                             progress=progress)
+                             progress=progress, backend=backend)
     except WorkerError as e:
         raise UserError(str(e)) from None
 
@@ -209,10 +211,12 @@ def default_check_episodes(spec: EnvSpec) -> int:
 
 
 def preflight(world: WorldModel, data_policy: str, temperature: float, max_steps: int, episodes: int,
-              env_kwargs: dict, out: Path, workers: int, worker_timeout: float, log=print) -> Calibration:
+              env_kwargs: dict, out: Path, workers: int | None, worker_timeout: float, log=print,
+              backend: Backend = LOCAL) -> Calibration:
     """Stage 05, before a dream run: the fixed-policy check, its table and verdict, files in `out`."""
     seeds = list(range(episodes))
-    result = run_calibration(world, data_policy, temperature, max_steps, seeds, env_kwargs, workers, worker_timeout)
+    result = run_calibration(world, data_policy, temperature, max_steps, seeds, env_kwargs, workers, worker_timeout,
+                             backend=backend)
     log(f"dream calibration ({episodes} episodes per policy, tau {temperature:g}, done rule {world.done_mode}):")
     log(result.table())
     verdict = result.verdict()

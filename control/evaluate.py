@@ -14,12 +14,12 @@ import torch
 from tqdm import tqdm
 
 from common.atomic import atomic_path
+from common.backend import LOCAL, Backend
 from common.checkpoints import load_checkpoint
 from common.csvlog import read_csv
 from common.errors import DataError
 from common.recorder import save_video, side_by_side
 from common.stats import Comparison, welch
-from common.workers import WorkerPool
 from control.agent import WorldModelAgent
 from control.real import agent_episode_task, init_worker, random_chooser, random_episode_task, run_episode
 from control.world import WorldPaths, load_world
@@ -104,13 +104,14 @@ def evaluate_dream(paths: WorldPaths, params: np.ndarray, seeds: list[int], temp
 
 
 def evaluate_real(spec: EnvSpec, env_kwargs: dict, paths: WorldPaths | None, params: np.ndarray | None,
-                  seeds: list[int], max_steps: int, workers: int, timeout: float, policy: str,
-                  progress: bool = True) -> Scores:
-    """Real-env episodes on worker processes; params None scores the random `policy` instead."""
-    init_args = (spec.name, env_kwargs, str(paths.vae) if paths else None, str(paths.mdnrnn) if paths else None)
+                  seeds: list[int], max_steps: int, workers: int | None, timeout: float, policy: str,
+                  progress: bool = True, backend: Backend = LOCAL) -> Scores:
+    """Real-env episodes on workers (local processes or Ray); params None scores the random `policy` instead."""
+    init_args = (spec.name, env_kwargs, backend.ship(paths.vae) if paths else None,
+                 backend.ship(paths.mdnrnn) if paths else None)
     scores, lengths, invalid = np.zeros(len(seeds)), np.zeros(len(seeds)), [None] * len(seeds)
     bar = tqdm(total=len(seeds), unit="ep", desc="episodes", disable=None if progress else True)
-    with WorkerPool(workers, init_worker, init_args, task_timeout=timeout) as pool:
+    with backend.pool(workers, init_worker, init_args, task_timeout=timeout) as pool:
         for i, seed in enumerate(seeds):
             if params is None:
                 pool.submit(i, random_episode_task, policy, seed, max_steps)

@@ -1,8 +1,8 @@
 """Real-env episodes with the full agent (or a random policy), in-process or in worker processes.
 
 Workers load V and M once (in the pool initializer, on CPU, one torch thread each, as the reference's
-MPI workers did) and then run one episode per task, so a population is spread over processes with
-the WorkerPool's death and time-out handling.
+MPI workers did) and then run one episode per task, so a population is spread over processes (or Ray
+actors) with the pool's death and time-out handling.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from common.backend import ShippedFile, local_file
 from control.agent import WorldModelAgent
 from control.world import check_same_vae, load_mdnrnn, load_vae
 from data.policies import make_policy
@@ -55,12 +56,17 @@ def random_chooser(env: gym.Env, policy: str, seed: int) -> Callable[[np.ndarray
 _WORKER: dict[str, Any] = {}
 
 
-def init_worker(env_name: str, env_kwargs: dict, vae_path: str | None, mdnrnn_path: str | None) -> None:
-    """Pool initializer: one env, V and M per worker process, all on CPU with one thread."""
+def init_worker(env_name: str, env_kwargs: dict, vae: str | ShippedFile | None,
+                mdnrnn: str | ShippedFile | None) -> None:
+    """Pool initializer: one env, V and M per worker process, all on CPU with one thread.
+
+    V and M come as paths (local backend) or as the files' bytes (Ray: the node may not see our disk).
+    """
     torch.set_num_threads(1)
     spec = get_spec(env_name)
     _WORKER["spec"] = spec
     _WORKER["env"] = spec.create(**env_kwargs)
+    vae_path, mdnrnn_path = local_file(vae), local_file(mdnrnn)
     if vae_path and mdnrnn_path:
         vae, _ = load_vae(vae_path, "cpu")
         mdnrnn, _ = load_mdnrnn(mdnrnn_path, "cpu")

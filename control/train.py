@@ -21,11 +21,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from common.backend import LOCAL, Backend
 from common.checkpoints import load_checkpoint, save_checkpoint
 from common.csvlog import CsvLog, drop_rows_after, read_csv
 from common.errors import DataError
 from common.plot import line_chart
-from common.workers import WorkerPool
 from control.cmaes import CMAES
 from control.real import agent_episode_task, init_worker
 from control.world import WorldPaths, load_world
@@ -51,7 +51,7 @@ class ControllerTrainConfig:
     eval_episodes: int = 1024
     target_return: float | None = None
     seed: int = 0
-    workers: int = 2
+    workers: int | None = None  # real mode; None: one per CPU (of the Ray cluster with the ray backend)
     worker_timeout: float = 600.0
 
     def identity(self) -> dict[str, Any]:
@@ -83,13 +83,14 @@ class DreamEvaluator:
 
 
 class RealEvaluator:
-    """Each (candidate, seed) episode is one task for a pool of CPU worker processes holding V and M."""
+    """Each (candidate, seed) episode is one task for a pool of CPU workers holding V and M (local or Ray)."""
 
-    def __init__(self, env: str, env_kwargs: dict, paths: WorldPaths, max_steps: int, workers: int,
-                 timeout: float) -> None:
+    def __init__(self, env: str, env_kwargs: dict, paths: WorldPaths, max_steps: int, workers: int | None,
+                 timeout: float, backend: Backend = LOCAL) -> None:
         self.max_steps = max_steps
-        self.pool = WorkerPool(workers, init_worker, (env, env_kwargs, str(paths.vae), str(paths.mdnrnn)),
-                               task_timeout=timeout)
+        self.pool = backend.pool(workers, init_worker,
+                                 (env, env_kwargs, backend.ship(paths.vae), backend.ship(paths.mdnrnn)),
+                                 task_timeout=timeout)
 
     def __call__(self, params: np.ndarray, seeds: list[int]) -> tuple[np.ndarray, np.ndarray]:
         returns = np.zeros((len(params), len(seeds)))
@@ -123,7 +124,7 @@ def _controller_record(world: WorldModel, config: ControllerTrainConfig, env: st
 
 def train_controller(config: ControllerTrainConfig, paths: WorldPaths, out_dir: Path, env_kwargs: dict,
                      new_model: bool = False, progress: bool = True, device: str | torch.device = "cpu",
-                     ) -> TrainResult:
+                     backend: Backend = LOCAL) -> TrainResult:
     world = load_world(paths, device if config.mode == "dream" else "cpu", with_vae=config.mode == "real",
                        done_mode=config.done_mode)
     env = world.spec.name
@@ -154,7 +155,8 @@ def train_controller(config: ControllerTrainConfig, paths: WorldPaths, out_dir: 
     if config.mode == "dream":
         evaluator: Any = DreamEvaluator(world, config.temperature, config.max_steps)
     else:
-        evaluator = RealEvaluator(env, env_kwargs, paths, config.max_steps, config.workers, config.worker_timeout)
+        evaluator = RealEvaluator(env, env_kwargs, paths, config.max_steps, config.workers, config.worker_timeout,
+                                  backend)
     started = time.perf_counter()
     stopped_early = False
     try:

@@ -19,11 +19,12 @@ import gymnasium as gym
 import numpy as np
 from tqdm import tqdm
 
-from common.atomic import remove_stale_temp_files
-from common.workers import WorkerPool
+from common.atomic import remove_stale_temp_files, write_bytes_atomic
+from common.backend import LOCAL, Backend
 from data.policies import make_policy
 from data.rollouts import (
     check_meta_matches,
+    encode_rollout,
     episode_path,
     finished_indices,
     save_rollout,
@@ -143,8 +144,12 @@ def _agent_chooser(config: CollectConfig, seed: int, env: gym.Env) -> Callable[[
     return agent.act
 
 
-def _worker_episode(config: CollectConfig, index: int) -> tuple[int, bool]:
-    """Collect and write episode `index`; return (length, saved). Runs in a worker process."""
+def _worker_episode(config: CollectConfig, index: int, send_back: bool = False) -> tuple[int, bool, bytes | None]:
+    """Collect episode `index`; return (length, kept, file bytes). Runs in a worker process.
+
+    A local worker writes the file itself (same disk, no copy); with `send_back` (a Ray node, which may
+    not see the driver's disk) the finished file's bytes go back and the driver writes them.
+    """
     key = json.dumps([config.env, config.env_kwargs], sort_keys=True)
     env = _WORKER_ENVS.get(key)
     if env is None:
@@ -154,16 +159,23 @@ def _worker_episode(config: CollectConfig, index: int) -> tuple[int, bool]:
     episode = collect_episode(env, config.policy, seed, config.max_steps, choose)
     length = len(episode["done"])
     if length < config.min_length:
-        skipped_marker(config.out_dir, index).touch()
-        return length, False
+        if not send_back:
+            skipped_marker(config.out_dir, index).touch()
+        return length, False, None
+    if send_back:
+        return length, True, encode_rollout(**episode)
     save_rollout(episode_path(config.out_dir, index), **episode)
-    return length, True
+    return length, True, None
 
 
 # -- parent side ----------------------------------------------------------------------------------
-def generate(config: CollectConfig, total_episodes: int, workers: int,
-             episode_timeout: float | None = 600.0, progress: bool = True) -> CollectSummary:
-    """Collect until `out_dir` holds `total_episodes` saved episodes; resumes what is there."""
+def generate(config: CollectConfig, total_episodes: int, workers: int | None,
+             episode_timeout: float | None = 600.0, progress: bool = True, backend: Backend = LOCAL,
+             ) -> CollectSummary:
+    """Collect until `out_dir` holds `total_episodes` saved episodes; resumes what is there.
+
+    `workers` None: one per CPU (of the Ray cluster with the ray backend).
+    """
     out_dir = Path(config.out_dir)
     check_meta_matches(out_dir, config.identity())
     write_meta(out_dir, config.identity())
@@ -185,12 +197,16 @@ def generate(config: CollectConfig, total_episodes: int, workers: int,
         next_index += 1
         return next_index - 1
 
-    with WorkerPool(workers, task_timeout=episode_timeout) as pool:
+    with backend.pool(workers, task_timeout=episode_timeout) as pool:
         while summary.saved_total < total_episodes:
-            while summary.saved_total + pool.pending < total_episodes and pool.pending < 2 * workers:
+            while summary.saved_total + pool.pending < total_episodes and pool.pending < 2 * pool.num_workers:
                 index = next_todo()
-                pool.submit(index, _worker_episode, config, index)
-            _, (length, was_saved) = pool.next_result()
+                pool.submit(index, _worker_episode, config, index, backend.is_ray)
+            index, (length, was_saved, data) = pool.next_result()
+            if data is not None:
+                write_bytes_atomic(episode_path(out_dir, index), data)
+            elif not was_saved and backend.is_ray:
+                skipped_marker(out_dir, index).touch()
             if was_saved:
                 summary.frames += length
                 summary.new_episodes += 1

@@ -25,7 +25,7 @@ import numpy as np
 
 from common.atomic import write_json_atomic
 from common.errors import DataError, UserError
-from data.episodes import VARIABLE, EpisodeFolder, EpisodeSchema, save_episode
+from data.episodes import VARIABLE, EpisodeFolder, EpisodeSchema, encode_episode, save_episode
 from envs.preprocess import FRAME_SHAPE
 
 ROLLOUT_SCHEMA = EpisodeSchema(
@@ -65,6 +65,12 @@ def finished_indices(folder: str | Path) -> tuple[set[int], set[int]]:
 def save_rollout(path: str | Path, obs: np.ndarray, action: np.ndarray, reward: np.ndarray,
                  done: np.ndarray) -> None:
     save_episode(path, {"obs": obs, "action": action, "reward": reward, "done": done}, ROLLOUT_SCHEMA)
+
+
+def encode_rollout(obs: np.ndarray, action: np.ndarray, reward: np.ndarray, done: np.ndarray) -> bytes:
+    """The bytes save_rollout would write (for a worker on another machine to send back)."""
+    arrays = {"obs": obs, "action": action, "reward": reward, "done": done}
+    return encode_episode(ROLLOUT_SCHEMA.validate(arrays, "rollout"))
 
 
 def read_meta(folder: str | Path) -> dict[str, Any] | None:
