@@ -8,13 +8,20 @@ PAPER_RUN ?= runs/paper
 BP_RUN ?= runs/binpacking
 WORKERS ?= $(shell nproc)
 
-.PHONY: setup demo cpu-recipe binpacking paper test lint bench clean
+.PHONY: setup setup-ray demo cpu-recipe binpacking paper test lint bench clean
 
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	touch $@
+
+# The optional Ray backend (--backend ray); the tests run it on a local two-node cluster.
+setup-ray: $(VENV)/.installed-ray
+
+$(VENV)/.installed-ray: requirements-ray.txt $(VENV)/.installed
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-ray.txt
 	touch $@
 
 # The six stages on Doom with small flags (about 10 minutes on 2 cores); paper-scale flags are in README.
@@ -71,12 +78,13 @@ paper: setup
 	$(PY) 06_test_controller.py --logdir $(PAPER_RUN) --episodes 100 --random --workers $(WORKERS) --no_progress | tail -n 2
 	$(PY) 06_test_controller.py --logdir $(PAPER_RUN) --episodes 100 --workers $(WORKERS) --no_progress | tail -n 2
 
-test: setup
+test: setup setup-ray
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q -p no:cacheprovider
 
-bench: setup
+bench: setup setup-ray
 	$(PY) bench/bench_generate.py --env doom
+	$(PY) bench/bench_ray.py
 	$(PY) bench/bench_doom_resolution.py
 	$(PY) bench/bench_vae.py
 	$(PY) bench/bench_mdnrnn.py

@@ -42,7 +42,7 @@ _NOT_SHIPPED = ["runs", "docs", "*.npz", "*.pt", "*.gif", "*.mp4"]  # Ray also l
 _POLL_SECONDS = 1.0
 # Raylets this driver starts kill what a dead worker left running (a ViZDoom engine is a child
 # process); `ray start` on a cluster should be given the same variable (README).
-RAYLET_ENV = {"RAY_kill_child_processes_on_worker_exit_with_raylet_subreaper": "true",
+RAYLET_ENV = {"RAY_process_group_cleanup_enabled": "true",
               "RAY_USAGE_STATS_ENABLED": "0"}
 
 

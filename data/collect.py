@@ -8,9 +8,12 @@ handed out while the episodes in flight could not already reach the total.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +37,7 @@ from data.rollouts import (
 from envs.registry import get_spec
 
 DEFAULT_MAX_STEPS = 1000  # for Gymnasium envs that have no time limit of their own
+_MARK_PREFIX = ".collecting-"
 
 
 @dataclass(frozen=True)
@@ -144,11 +148,13 @@ def _agent_chooser(config: CollectConfig, seed: int, env: gym.Env) -> Callable[[
     return agent.act
 
 
-def _worker_episode(config: CollectConfig, index: int, send_back: bool = False) -> tuple[int, bool, bytes | None]:
-    """Collect episode `index`; return (length, kept, file bytes). Runs in a worker process.
+def _worker_episode(config: CollectConfig, index: int, writer_mark: str) -> tuple[int, bool, bytes | None]:
+    """Collect episode `index`; return (length, kept, unwritten). Runs in a worker process.
 
-    A local worker writes the file itself (same disk, no copy); with `send_back` (a Ray node, which may
-    not see the driver's disk) the finished file's bytes go back and the driver writes them.
+    A worker that sees the output folder (this machine, or a disk every node mounts: the driver's
+    `writer_mark` file is there) writes the file itself, in parallel with the others, and returns
+    unwritten None. One on a node that does not returns what the driver must write: the file's bytes
+    (b"" for a too-short episode's marker).
     """
     key = json.dumps([config.env, config.env_kwargs], sort_keys=True)
     env = _WORKER_ENVS.get(key)
@@ -158,17 +164,31 @@ def _worker_episode(config: CollectConfig, index: int, send_back: bool = False) 
     choose = _agent_chooser(config, seed, env) if config.agent else None
     episode = collect_episode(env, config.policy, seed, config.max_steps, choose)
     length = len(episode["done"])
+    here = (Path(config.out_dir) / writer_mark).exists()
     if length < config.min_length:
-        if not send_back:
+        if here:
             skipped_marker(config.out_dir, index).touch()
-        return length, False, None
-    if send_back:
+        return length, False, None if here else b""
+    if not here:
         return length, True, encode_rollout(**episode)
     save_rollout(episode_path(config.out_dir, index), **episode)
     return length, True, None
 
 
 # -- parent side ----------------------------------------------------------------------------------
+@contextlib.contextmanager
+def writer_mark(out_dir: Path) -> Iterator[str]:
+    """A hidden file that only this run puts in out_dir: a worker that finds it sees the driver's folder."""
+    for stale in out_dir.glob(f"{_MARK_PREFIX}*"):
+        stale.unlink(missing_ok=True)
+    name = f"{_MARK_PREFIX}{uuid.uuid4().hex}"
+    (out_dir / name).touch()
+    try:
+        yield name
+    finally:
+        (out_dir / name).unlink(missing_ok=True)
+
+
 def generate(config: CollectConfig, total_episodes: int, workers: int | None,
              episode_timeout: float | None = 600.0, progress: bool = True, backend: Backend = LOCAL,
              ) -> CollectSummary:
@@ -197,16 +217,18 @@ def generate(config: CollectConfig, total_episodes: int, workers: int | None,
         next_index += 1
         return next_index - 1
 
-    with backend.pool(workers, task_timeout=episode_timeout) as pool:
+    config = dataclasses.replace(config, out_dir=str(out_dir.resolve()))  # Ray workers run in another folder
+    with writer_mark(out_dir) as mark, backend.pool(workers, task_timeout=episode_timeout) as pool:
         while summary.saved_total < total_episodes:
             while summary.saved_total + pool.pending < total_episodes and pool.pending < 2 * pool.num_workers:
                 index = next_todo()
-                pool.submit(index, _worker_episode, config, index, backend.is_ray)
-            index, (length, was_saved, data) = pool.next_result()
-            if data is not None:
-                write_bytes_atomic(episode_path(out_dir, index), data)
-            elif not was_saved and backend.is_ray:
-                skipped_marker(out_dir, index).touch()
+                pool.submit(index, _worker_episode, config, index, mark)
+            index, (length, was_saved, unwritten) = pool.next_result()
+            if unwritten is not None:  # the worker could not see out_dir
+                if was_saved:
+                    write_bytes_atomic(episode_path(out_dir, index), unwritten)
+                else:
+                    skipped_marker(out_dir, index).touch()
             if was_saved:
                 summary.frames += length
                 summary.new_episodes += 1
