@@ -38,7 +38,7 @@ from common.errors import UserError
 from common.workers import WorkerError, _stderr
 
 _REPO = Path(__file__).resolve().parents[1]
-_NOT_SHIPPED = ["runs", "docs", "*.npz", "*.pt", "*.gif", "*.mp4"]  # Ray also leaves out .git, .venv
+_NOT_SHIPPED = [".git", ".venv", "venv", "__pycache__", "runs", "docs", "*.npz", "*.pt", "*.gif", "*.mp4"]
 _POLL_SECONDS = 1.0
 # Raylets this driver starts kill what a dead worker left running (a ViZDoom engine is a child
 # process); `ray start` on a cluster should be given the same variable (README).
@@ -91,6 +91,8 @@ def connect(address: str | None) -> None:
         return
     for name, value in RAYLET_ENV.items():
         os.environ.setdefault(name, value)
+    # Our list names Ray's default excludes itself, so Ray need not warn on every start that it drops them.
+    os.environ.setdefault("RAY_OVERRIDE_RUNTIME_ENV_DEFAULT_EXCLUDES", "")
     try:
         ray.init(address=address, logging_level=logging.WARNING, log_to_driver=True,
                  runtime_env={"working_dir": str(_REPO), "excludes": _NOT_SHIPPED})
