@@ -53,6 +53,12 @@ def build_parser() -> ArgumentParser:
                    help="seeds the initial weights and each epoch's shuffle")
     p.add_argument("--buffer_episodes", type=positive_int, default=16,
                    help="episodes held in memory and shuffled together; memory does not grow with the folder")
+    p.add_argument("--loader_workers", type=non_negative_int, default=None,
+                   help="processes that decode and shuffle frames (0 = one thread in this process); the "
+                        "batches are the same for any number (default: on a GPU, the cores but one, up to 8; "
+                        "on a CPU 0, as the model needs the cores)")
+    p.add_argument("--amp", action="store_true",
+                   help="bf16 autocast of the forward pass (for GPUs with bf16; the loss stays float32)")
     add_training_flags(p, "last.pt, best.pt, losses.csv and the PNGs")
     return p
 
@@ -73,6 +79,7 @@ def main() -> None:
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, kl_tolerance=args.kl_tolerance,
         env=args.env, z_size=args.z_size, max_frames=args.max_frames, val_fraction=args.val_fraction,
         val_max_frames=args.val_max_frames, seed=args.seed, buffer_episodes=args.buffer_episodes,
+        loader_workers=args.loader_workers, amp=args.amp,
         num_threads=args.num_threads, device=args.device, new_model=args.new_model,
         checkpoint_every_steps=args.checkpoint_every_steps, checkpoint_every_minutes=args.checkpoint_every_minutes,
         progress=not args.no_progress,

@@ -1,11 +1,11 @@
 """Stage 03 as a library: encode every rollout episode into a latent series with a trained VAE.
 
-Streaming and resumable: episodes are read one at a time (the next one loads on a thread while this
-one is encoded), each series file is written atomically under the rollout's file name, and a rerun
-skips the files already there. meta.json ties the folder to one VAE (by a hash of its weights), so
-latents from two encoders never mix; initial_z.npz is rebuilt from all series files at the end. For envs
-with invalid actions (bin packing) each series also holds the valid-action masks of its frames, and the
-mask reader the dream uses (models/mask_reader.py) is fit on them at the end.
+Streaming and resumable: episodes are decoded ahead, in order, on `loader_workers` processes (or one
+thread) while the current one is encoded, each series file is written atomically under the rollout's
+file name, and a rerun skips the files already there. meta.json ties the folder to one VAE (by a hash
+of its weights), so latents from two encoders never mix; initial_z.npz is rebuilt from all series files
+at the end. For envs with invalid actions (bin packing) each series also holds the valid-action masks
+of its frames, and the mask reader the dream uses (models/mask_reader.py) is fit on them at the end.
 """
 
 from __future__ import annotations
@@ -24,12 +24,12 @@ from common.atomic import remove_stale_temp_files
 from common.checkpoints import load_checkpoint, load_state_dict_checked
 from common.errors import DataError, UserError
 from data.episodes import load_episode, split_by_episode
+from data.loader import episodes
 from data.rollouts import ROLLOUT_SCHEMA, RolloutFolder
 from data.series import (
     INITIAL_Z_FILE,
     META_FILE,
     SERIES_SCHEMA,
-    load_ahead,
     read_meta,
     save_initial_z,
     save_series,
@@ -156,7 +156,7 @@ def clear_series_folder(savefolder: Path) -> None:
 
 def encode_rollouts(rollouts: RolloutFolder, vae: ConvVAE, vae_identity: dict[str, Any], savefolder: Path,
                     batch_size: int = 100, device: torch.device | str = "cpu", new: bool = False,
-                    progress: bool = True) -> EncodeSummary:
+                    progress: bool = True, loader_workers: int = 0) -> EncodeSummary:
     """Encode every rollout not yet in `savefolder`, then rewrite initial_z.npz; see the module doc."""
     prepare_series_folder(savefolder, rollouts, vae_identity, new)
     todo = [p for p in rollouts.paths if not (savefolder / p.name).exists()]
@@ -169,7 +169,7 @@ def encode_rollouts(rollouts: RolloutFolder, vae: ConvVAE, vae_identity: dict[st
                disable=None if progress else True, dynamic_ncols=True)
     started = time.perf_counter()
     with bar:
-        for path, episode in load_ahead(todo, ROLLOUT_SCHEMA):
+        for path, episode in zip(todo, episodes(todo, ROLLOUT_SCHEMA, loader_workers)):
             mu, logvar = encode_frames(vae, episode["obs"], batch_size, device)
             mask = read_mask(episode["obs"], options) if read_mask is not None else None
             save_series(savefolder / path.name, mu, logvar, episode["action"], episode["reward"], episode["done"],

@@ -25,19 +25,25 @@ class VAEConfig:
     z_size: int = 64
 
 
-def frames_to_tensor(frames: np.ndarray | torch.Tensor, device: torch.device | str | None = None) -> torch.Tensor:
+def frames_to_tensor(frames: np.ndarray | torch.Tensor, device: torch.device | str | None = None,
+                     channels_last: bool = False) -> torch.Tensor:
     """Turn stored frames (..., 64, 64, 3) into the float (B, 3, 64, 64) layout the network expects.
 
     uint8 frames are scaled to [0, 1]; float frames are assumed to be in [0, 1] already. A single
-    frame (64, 64, 3) becomes a batch of one.
+    frame (64, 64, 3) becomes a batch of one. `channels_last` keeps the stored pixel order (for a model
+    in torch.channels_last, the fast layout for convolutions on a GPU) instead of copying to NCHW.
     """
-    x = torch.as_tensor(frames, device=device)
+    if isinstance(frames, torch.Tensor) and device is not None:
+        x = frames.to(device, non_blocking=True)  # from pinned memory: the copy overlaps the GPU's work
+    else:
+        x = torch.as_tensor(frames, device=device)
     if x.dim() == 3:
         x = x.unsqueeze(0)
     if x.dim() != 4 or tuple(x.shape[1:]) != (IMAGE_SIZE, IMAGE_SIZE, 3):
         raise ValueError(f"expected frames shaped (B, 64, 64, 3), got {tuple(x.shape)}")
     x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
-    return x.permute(0, 3, 1, 2).contiguous()
+    x = x.permute(0, 3, 1, 2)  # (B, 3, 64, 64) viewed over (B, 64, 64, 3) memory: channels-last already
+    return x if channels_last else x.contiguous()
 
 
 def _tf_glorot_uniform_(tensor: torch.Tensor, fan_in: int, fan_out: int) -> None:

@@ -1,7 +1,8 @@
 """Stage 02 as a library: train the ConvVAE on rollout frames streamed from disk, resumable mid-epoch.
 
-Memory: frames come from `RolloutFolder.iter_frame_batches`, which holds a bounded buffer of episodes,
-so a 10,000-episode folder costs what a 10-episode one does (the reference loaded everything: ~125 GB).
+Memory: frames come from `data.loader.frame_batches`, which holds a bounded number of episode buffers
+(decoded and shuffled in `--loader_workers` processes), so a 10,000-episode folder costs what a
+10-episode one does (the reference loaded everything: ~125 GB).
 Validation uses whole held-out episodes, because neighbouring frames of one episode are near copies.
 
 Resume: `last.pt` holds weights, Adam state and a `Progress` record. Each epoch's shuffle is seeded by
@@ -34,6 +35,7 @@ from common.csvlog import CsvLog, drop_rows_after
 from common.device import resolve_device
 from common.errors import DataError, UserError
 from data.episodes import split_by_episode
+from data.loader import default_loader_workers, frame_batches
 from data.rollouts import RolloutFolder
 from envs.registry import get_spec
 from models.vae import ConvVAE, frames_to_tensor, vae_loss
@@ -64,6 +66,8 @@ class VAETrainConfig:
     val_max_frames: int = 10_000
     seed: int = 0
     buffer_episodes: int = 16
+    loader_workers: int | None = None  # None: data.loader.default_loader_workers(device)
+    amp: bool = False  # bf16 autocast of the forward pass
     num_threads: int | None = None
     device: str = "auto"
     new_model: bool = False
@@ -84,6 +88,8 @@ class VAETrainConfig:
             (0 <= self.val_fraction < 1, f"--val_fraction must be in [0, 1), got {self.val_fraction}"),
             (self.val_max_frames >= 1, f"--val_max_frames must be >= 1, got {self.val_max_frames}"),
             (self.buffer_episodes >= 1, f"--buffer_episodes must be >= 1, got {self.buffer_episodes}"),
+            (self.loader_workers is None or self.loader_workers >= 0,
+             f"--loader_workers must be >= 0, got {self.loader_workers}"),
             (self.num_threads is None or self.num_threads >= 1, f"--num_threads must be >= 1, got {self.num_threads}"),
             (self.checkpoint_every_steps >= 0,
              f"--checkpoint_every_steps must be >= 0, got {self.checkpoint_every_steps}"),
@@ -280,6 +286,12 @@ class VAETrainer:
         self.best_path = self.folder / BEST_CHECKPOINT
         torch.manual_seed(cfg.seed)
         self.model = ConvVAE(data.z_size).to(device)
+        # On a GPU, convolutions run fastest on channels-last tensors, which is how frames are stored.
+        self.channels_last = torch.device(device).type == "cuda"
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.loader_workers = (default_loader_workers(device) if cfg.loader_workers is None
+                               else cfg.loader_workers)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
         self.progress = Progress(seed=cfg.seed, train_episodes=len(data.train))
         self._saved_step = 0  # the step last.pt holds
@@ -344,18 +356,22 @@ class VAETrainer:
         total = self.data.train_frames
         return total if self.cfg.max_frames is None else min(total, self.cfg.max_frames)
 
-    def epoch_batches(self, epoch: int) -> Iterator[np.ndarray]:
-        """The training stream of `epoch` (1-based): shuffled across episodes, capped at max_frames."""
-        batches = self.data.train.iter_frame_batches(
-            self.cfg.batch_size, key="obs", shuffle=True, buffer_episodes=self.cfg.buffer_episodes,
-            seed=epoch_seed(self.progress.seed, epoch))
+    def epoch_batches(self, epoch: int) -> Iterator[torch.Tensor]:
+        """The training stream of `epoch` (1-based): shuffled across episodes, capped at max_frames.
+
+        The same for any number of loader workers, so a resume with another --loader_workers is exact.
+        """
+        train = self.data.train
+        batches = frame_batches(train.paths, train.schema, self.cfg.batch_size, key="obs", shuffle=True,
+                                buffer_episodes=self.cfg.buffer_episodes, seed=epoch_seed(self.progress.seed, epoch),
+                                workers=self.loader_workers, pin_memory=torch.device(self.device).type == "cuda",
+                                keep=False)
         return capped(batches, self.cfg.max_frames)
 
     def train_epoch(self) -> None:
         """Train the running epoch to its end, checkpointing last.pt on the way."""
         cfg, p = self.cfg, self.progress
         epoch = p.epoch + 1
-        torch.manual_seed(epoch_seed(p.seed, 1_000_000 + p.step))  # reparameterization noise
         bar = tqdm(total=self.epoch_frames_total(), initial=p.epoch_frames, unit="img", unit_scale=True,
                    desc=f"epoch {epoch}/{cfg.epochs}", disable=None if cfg.progress else True, dynamic_ncols=True)
         sums = torch.zeros(3, device=self.device)  # loss, recon, kl summed over frames since the last flush
@@ -366,9 +382,12 @@ class VAETrainer:
                 batches = skip_frames(stream, p.epoch_frames)
                 tick = time.perf_counter()
                 for batch in batches:
-                    x = frames_to_tensor(batch, self.device)
-                    recon, mu, logvar = self.model(x)
-                    loss, recon_loss, kl = vae_loss(recon, x, mu, logvar, cfg.kl_tolerance)
+                    # reparameterization noise from (seed, step): a resumed run draws what an unbroken one did
+                    torch.manual_seed(epoch_seed(p.seed, 1_000_000 + p.step))
+                    x = frames_to_tensor(batch, self.device, channels_last=self.channels_last)
+                    with torch.autocast(torch.device(self.device).type, dtype=torch.bfloat16, enabled=cfg.amp):
+                        recon, mu, logvar = self.model(x)
+                    loss, recon_loss, kl = vae_loss(recon.float(), x, mu.float(), logvar.float(), cfg.kl_tolerance)
                     self.optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     self.optimizer.step()
@@ -492,7 +511,8 @@ def train_vae(cfg: VAETrainConfig, log: Any = print) -> TrainSummary:
         summary.finished_before = True
         return summary
     log(f"{data.line()}; z {data.z_size}, batch {cfg.batch_size}, lr {cfg.lr:g}, device {device}, "
-        f"torch threads {torch.get_num_threads()}")
+        f"torch threads {torch.get_num_threads()}, loader workers {trainer.loader_workers}"
+        + (", bf16 autocast" if cfg.amp else ""))
     while not trainer.finished:
         trainer.train_epoch()
         try:
