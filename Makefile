@@ -86,6 +86,7 @@ bench: setup setup-ray
 	$(PY) bench/bench_generate.py --env doom
 	$(PY) bench/bench_ray.py
 	$(PY) bench/bench_doom_resolution.py
+	$(PY) bench/bench_loader.py
 	$(PY) bench/bench_vae.py
 	$(PY) bench/bench_mdnrnn.py
 	$(PY) bench/bench_dream.py --generation
