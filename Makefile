@@ -4,7 +4,8 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 RUN    ?= runs/demo
 CPU_RUN ?= runs/cpu
-PAPER_RUN ?= runs/paper
+PAPER_RUN ?= runs/paper-$(ENV)
+ENV ?= doom
 BP_RUN ?= runs/binpacking
 WORKERS ?= $(shell nproc)
 
@@ -48,10 +49,6 @@ cpu-recipe: setup
 	$(PY) 06_test_controller.py --logdir $(CPU_RUN) --episodes 100 --random --no_progress | tail -n 2
 	$(PY) 06_test_controller.py --logdir $(CPU_RUN) --episodes 100 --no_progress | tail -n 2
 
-# The paper's scale for a GPU box (--device cuda; 16+ cores for the env workers): 10,000 episodes, V one
-# epoch over all frames (the paper's text), M the reference's Doom budget (400 epochs; best.pt by
-# validation), C pop 64 x 16 at tau 1.15 for 200 generations (the reference's README: "4-5 hours" on 64
-# CPU cores; about 20 minutes batched on one GPU). Not yet run end to end.
 # Bin packing (README "Bin packing"): the real-trained controller, ~65 min on 2 cores; then the baselines
 # on the same seeds, each printing the Welch line against the controller.
 binpacking: setup
@@ -66,17 +63,11 @@ binpacking: setup
 		$(PY) 06_test_controller.py --logdir $(BP_RUN) --episodes 200 --random --random_policy $$p --no_progress \
 		| tail -n 2; done
 
+# The paper's scale in one command (run_all.py, preset "paper"; for a GPU box with 16+ cores): the six
+# stages with the reference recipe (10,000 episodes, V 10 epochs, M 400 epochs for Doom, C pop 64 x 16 for
+# 200 generations), --device auto, each stage's time in $(PAPER_RUN)/timings.csv; rerun to continue.
 paper: setup
-	$(PY) 01_generate_data.py doom --total_episodes 10000 --min_length 100 --policy sticky_mixed \
-		--workers $(WORKERS) --logdir $(PAPER_RUN)
-	$(PY) 02_train_vae.py --logdir $(PAPER_RUN) --epochs 1 --lr 0.001 --device cuda
-	$(PY) 03_generate_rnn_data.py --logdir $(PAPER_RUN) --device cuda
-	$(PY) 04_train_mdnrnn.py --logdir $(PAPER_RUN) --epochs 400 --device cuda
-	$(PY) analyze.py calibration --logdir $(PAPER_RUN) --no_controller --workers $(WORKERS) --no_progress
-	$(PY) 05_train_controller.py --logdir $(PAPER_RUN) --mode dream --pop_size 64 --num_rollouts 16 \
-		--max_generations 200 --eval_every 25 --device cuda --workers $(WORKERS)
-	$(PY) 06_test_controller.py --logdir $(PAPER_RUN) --episodes 100 --random --workers $(WORKERS) --no_progress | tail -n 2
-	$(PY) 06_test_controller.py --logdir $(PAPER_RUN) --episodes 100 --workers $(WORKERS) --no_progress | tail -n 2
+	$(PY) run_all.py --env $(ENV) --preset paper --logdir $(PAPER_RUN) --device auto
 
 test: setup setup-ray
 	$(VENV)/bin/ruff check .

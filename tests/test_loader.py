@@ -87,7 +87,7 @@ def test_stage02_same_weights_with_other_loader_workers_and_after_a_resume(rollo
     """One epoch straight through (0 workers) vs 2 workers vs killed after 3 steps and resumed with 2."""
     runs = {}
     for name, workers in (("thread", 0), ("processes", 2)):
-        cfg = config(rollouts, savefolder=str(rollouts.parent / name), max_frames=None, loader_workers=workers)
+        cfg = config(rollouts, savefolder=str(rollouts.parent / name), epochs=2, max_frames=64, loader_workers=workers)
         train_vae(cfg, log=lambda *_: None)
         runs[name] = weights(rollouts.parent / name)
 
@@ -99,14 +99,14 @@ def test_stage02_same_weights_with_other_loader_workers_and_after_a_resume(rollo
                 raise KeyboardInterrupt
             yield batch
 
-    cfg = config(rollouts, savefolder=str(rollouts.parent / "resumed"), max_frames=None, loader_workers=0)
+    cfg = config(rollouts, savefolder=str(rollouts.parent / "resumed"), epochs=2, max_frames=64, loader_workers=0)
     monkeypatch.setattr(vae_training, "capped", interrupted)
     with pytest.raises(KeyboardInterrupt):
         train_vae(cfg, log=lambda *_: None)
     monkeypatch.setattr(vae_training, "capped", real_capped)
     step = torch.load(rollouts.parent / "resumed" / "last.pt", weights_only=True)["progress"]["step"]
     assert step == 3
-    train_vae(config(rollouts, savefolder=str(rollouts.parent / "resumed"), max_frames=None, loader_workers=2),
+    train_vae(config(rollouts, savefolder=str(rollouts.parent / "resumed"), epochs=2, max_frames=64, loader_workers=2),
               log=lambda *_: None)
     runs["resumed"] = weights(rollouts.parent / "resumed")
     for name in ("processes", "resumed"):

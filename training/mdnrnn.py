@@ -26,7 +26,7 @@ import contextlib
 import math
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -34,24 +34,27 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from common.atomic import remove_stale_temp_files
-from common.checkpoints import load_checkpoint, load_state_dict_checked, save_checkpoint
-from common.cli import ensure_writable_dir
-from common.csvlog import CsvLog, drop_rows_after
+from common.csvlog import CsvLog
 from common.device import resolve_device
 from common.errors import DataError, UserError
 from data.episodes import split_by_episode
 from data.series import SeriesFolder, load_ahead
 from envs.registry import get_spec
 from models.mdnrnn import MDNRNN, done_loss, gmm_nll, reward_loss
+from training.trainer import (
+    BEST_CHECKPOINT,
+    LAST_CHECKPOINT,
+    LOSSES_CSV,
+    NEW_MODEL_HINT,
+    EpochTrainer,
+    ProgressRecord,
+    run_epochs,
+)
+from training.trainer import TrainSummary as BaseSummary
 
-LAST_CHECKPOINT = "last.pt"
-BEST_CHECKPOINT = "best.pt"
-LOSSES_CSV = "losses.csv"
 CSV_FIELDS = ["epoch", "step", "lr", "timesteps", "train_loss", "train_z", "train_done", "train_reward",
               "val_loss", "val_z", "val_done", "val_reward", "seconds", "timesteps_per_s"]
 LOSS_PARTS = ("z", "done", "reward")
-NEW_MODEL_HINT = "use --new_model to start over (or another --savefolder)"
 DEFAULT_SEQ_LEN = 500  # the reference's Doom max_seq_len
 ENV_SEQ_LEN = {"carracing": 1000}  # the reference trains CarRacing on whole 1000-step episodes
 BUFFER_BATCHES = 10  # windows shuffled together: this many batches' worth
@@ -342,24 +345,17 @@ def prepare_data(cfg: MDNTrainConfig) -> MDNData:
 
 # -- progress and logging ----------------------------------------------------------------------------
 @dataclass
-class Progress:
-    """Where training stands; stored in every checkpoint so that a rerun continues exactly here."""
+class Progress(ProgressRecord):
+    """Where training stands (epoch, batch, step (it drives the lr schedule) and these)."""
 
-    epoch: int = 0  # finished epochs; the running epoch is epoch + 1
-    batch: int = 0  # batches done in the running epoch
     epoch_timesteps: int = 0
     epoch_seconds: float = 0.0
     epoch_sums: dict[str, float] | None = None  # loss part -> sum of (batch mean * count)
     epoch_counts: dict[str, int] | None = None
-    step: int = 0  # optimizer steps, all epochs (drives the lr schedule)
     timesteps: int = 0
     seconds: float = 0.0
     best_loss: float | None = None  # validation loss (training loss without validation)
     best_epoch: int = 0
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Progress:
-        return cls(**{f.name: d[f.name] for f in fields(cls) if f.name in d})
 
     def next_epoch(self) -> None:
         self.epoch += 1
@@ -387,14 +383,7 @@ class LossMeter:
         return means
 
 
-@dataclass
-class TrainSummary:
-    savefolder: Path
-    progress: Progress
-    epochs: int
-    last_row: dict[str, Any] | None = None
-    finished_before: bool = False
-
+class TrainSummary(BaseSummary):
     def line(self) -> str:
         p = self.progress
         best = f"best {_num(p.best_loss)} at epoch {p.best_epoch}"
@@ -414,18 +403,15 @@ def _num(x: Any) -> str:
 
 
 # -- training ----------------------------------------------------------------------------------------
-class MDNTrainer:
-    """One stage-04 run: model, Adam, progress; resumes from last.pt unless told to start over."""
+class MDNTrainer(EpochTrainer):
+    """One stage-04 run: the MDN-RNN, Adam and progress (resume, checkpoints, CSV: training/trainer.py)."""
+
+    kind = "mdnrnn"
+    progress_type = Progress
 
     def __init__(self, cfg: MDNTrainConfig, data: MDNData, device: torch.device, log: Any = print) -> None:
+        super().__init__(cfg, data, device, log)
         spec = get_spec(data.env)
-        self.cfg = cfg
-        self.data = data
-        self.device = device
-        self.log = log
-        self.folder = Path(cfg.savefolder)
-        self.last_path = self.folder / LAST_CHECKPOINT
-        self.best_path = self.folder / BEST_CHECKPOINT
         self.seq_len = cfg.seq_len or ENV_SEQ_LEN.get(data.env, DEFAULT_SEQ_LEN)
         torch.manual_seed(cfg.seed)
         self.model = MDNRNN(
@@ -434,28 +420,18 @@ class MDNTrainer:
             predict_reward=spec.predict_reward if cfg.predict_reward is None else cfg.predict_reward,
         ).to(device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
-        self.progress = Progress()
 
     @property
     def config(self) -> dict[str, Any]:
         return {**self.model.config, "env": self.data.env}
 
-    @property
-    def finished(self) -> bool:
-        return self.progress.epoch >= self.cfg.epochs
+    def extra(self) -> dict[str, Any]:
+        return {"data": self.cfg.data_identity(self.seq_len), "vae_sha256": self.data.vae_sha256,
+                "series_folder": str(self.data.folder.folder),
+                "train": {"lr": self.cfg.lr, "min_lr": self.cfg.min_lr, "lr_decay": self.cfg.lr_decay,
+                          "grad_clip": self.cfg.grad_clip}}
 
-    def start_or_resume(self) -> None:
-        """Load last.pt (refusing one made for another model, data or VAE), or clean up for a fresh start."""
-        remove_stale_temp_files(self.folder)
-        if self.cfg.new_model or not self.last_path.exists():
-            self.last_path.unlink(missing_ok=True)
-            self.best_path.unlink(missing_ok=True)
-            (self.folder / LOSSES_CSV).unlink(missing_ok=True)
-            return
-        try:
-            state = load_checkpoint(self.last_path, "mdnrnn", expect=self.config, hint=NEW_MODEL_HINT)
-        except DataError as e:
-            raise DataError(str(e) if "--new_model" in str(e) else f"{e}; {NEW_MODEL_HINT}") from None
+    def check_resumable(self, state: dict[str, Any]) -> None:
         extra = state.get("extra", {})
         theirs = extra.get("data", {})
         for key, value in self.cfg.data_identity(self.seq_len).items():
@@ -466,25 +442,11 @@ class MDNTrainer:
         if vae and self.data.vae_sha256 and vae != self.data.vae_sha256:
             raise DataError(f"{self.last_path}: was trained on series from another VAE than the one that made "
                             f"{self.data.folder.folder} (stage 03 was rerun); {NEW_MODEL_HINT}")
-        load_state_dict_checked(self.model, state, self.last_path)
-        try:
-            self.optimizer.load_state_dict(state["optimizer"])
-        except (ValueError, KeyError, TypeError) as e:
-            raise DataError(f"{self.last_path}: optimizer state does not fit ({e}); {NEW_MODEL_HINT}") from None
-        self.progress = Progress.from_dict(state.get("progress", {}))
-        drop_rows_after(self.folder / LOSSES_CSV, "epoch", self.progress.epoch)
-        p = self.progress
-        if not self.finished:
-            where = f"epoch {p.epoch + 1}" + (f" at batch {p.batch}" if p.batch else "")
-            self.log(f"resuming from {self.last_path}: {where}, step {p.step}")
 
-    def save(self, path: Path) -> None:
-        extra = {"data": self.cfg.data_identity(self.seq_len), "vae_sha256": self.data.vae_sha256,
-                 "series_folder": str(self.data.folder.folder),
-                 "train": {"lr": self.cfg.lr, "min_lr": self.cfg.min_lr, "lr_decay": self.cfg.lr_decay,
-                           "grad_clip": self.cfg.grad_clip}}
-        optimizer = self.optimizer if path == self.last_path else None  # best.pt is for use, not resuming
-        save_checkpoint(path, "mdnrnn", self.config, self.model, optimizer, asdict(self.progress), extra)
+    def resumed(self) -> None:
+        p = self.progress
+        where = f"epoch {p.epoch + 1}" + (f" at batch {p.batch}" if p.batch else "")
+        self.log(f"resuming from {self.last_path}: {where}, step {p.step}")
 
     def train_batches(self, epoch: int) -> Iterator[Batch]:
         return iter_batches(self.data.train, self.cfg.batch_size, self.seq_len, self.cfg.skip_ahead,
@@ -538,7 +500,7 @@ class MDNTrainer:
                         self.save(self.last_path)
                         last_save = now
             except KeyboardInterrupt:
-                self.save(self.last_path)  # atomic; keeps every finished batch
+                self.save_if_behind()  # atomic; keeps every finished batch
                 raise
 
     @torch.no_grad()
@@ -557,7 +519,7 @@ class MDNTrainer:
                 meter.add(*batch_losses(self.model, batch, self.cfg.skip_ahead, self.device, generator))
         return meter.means()
 
-    def finish_epoch(self, csv: CsvLog) -> dict[str, Any]:
+    def end_epoch(self) -> dict[str, Any]:
         p = self.progress
         train = LossMeter(p.epoch_sums, p.epoch_counts).means()
         val = self.validate()
@@ -571,7 +533,7 @@ class MDNTrainer:
             row[f"{prefix}_loss"] = means.get("total", "")
             for part in LOSS_PARTS:
                 row[f"{prefix}_{part}"] = means.get(part, "")
-        csv.append(row)
+        CsvLog(self.csv_path, CSV_FIELDS).append(row)
         p.next_epoch()
         score = val.get("total", train.get("total"))
         improved = score is not None and math.isfinite(score) and (p.best_loss is None or score < p.best_loss)
@@ -594,18 +556,11 @@ def train_mdnrnn(cfg: MDNTrainConfig, log: Any = print) -> TrainSummary:
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     data = prepare_data(cfg)
-    ensure_writable_dir(cfg.savefolder, "--savefolder")
     trainer = MDNTrainer(cfg, data, device, log)
-    trainer.start_or_resume()
-    summary = TrainSummary(Path(cfg.savefolder), trainer.progress, cfg.epochs)
-    if trainer.finished:
-        summary.finished_before = True
-        return summary
-    log(f"{data.line()} | model {trainer.config}, "
-        f"{sum(p.numel() for p in trainer.model.parameters()):,} parameters | seq_len {trainer.seq_len}, "
-        f"skip_ahead {cfg.skip_ahead} | device {device}")
-    csv = CsvLog(trainer.folder / LOSSES_CSV, CSV_FIELDS)
-    while not trainer.finished:
-        trainer.train_epoch()
-        summary.last_row = trainer.finish_epoch(csv)
-    return summary
+
+    def header() -> str:
+        return (f"{data.line()} | model {trainer.config}, "
+                f"{sum(p.numel() for p in trainer.model.parameters()):,} parameters | seq_len {trainer.seq_len}, "
+                f"skip_ahead {cfg.skip_ahead} | device {device}")
+
+    return run_epochs(trainer, TrainSummary(Path(cfg.savefolder), trainer.progress, cfg.epochs), header)

@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import csv
 import itertools
 import math
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,25 +27,28 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from common.atomic import atomic_path, remove_stale_temp_files
-from common.checkpoints import load_checkpoint, load_state_dict_checked, save_checkpoint
-from common.cli import ensure_writable_dir
-from common.csvlog import CsvLog, drop_rows_after
+from common.atomic import atomic_path
+from common.csvlog import CsvLog
 from common.device import resolve_device
-from common.errors import DataError, UserError
+from common.errors import UserError
 from data.episodes import split_by_episode
 from data.loader import default_loader_workers, frame_batches
 from data.rollouts import RolloutFolder
 from envs.registry import get_spec
 from models.vae import ConvVAE, frames_to_tensor, vae_loss
+from training.trainer import (
+    BEST_CHECKPOINT,
+    LAST_CHECKPOINT,
+    LOSSES_CSV,
+    EpochTrainer,
+    ProgressRecord,
+    run_epochs,
+)
+from training.trainer import TrainSummary as BaseSummary
 
-LAST_CHECKPOINT = "last.pt"
-BEST_CHECKPOINT = "best.pt"
-LOSSES_CSV = "losses.csv"
 CSV_FIELDS = ["epoch", "step", "frames", "train_loss", "train_recon", "train_kl",
               "val_loss", "val_recon", "val_kl", "seconds", "img_per_s"]
 GRID_COLUMNS = 8
-NEW_MODEL_HINT = "use --new_model to start over (or another --savefolder)"
 
 
 @dataclass(frozen=True)
@@ -102,27 +104,20 @@ class VAETrainConfig:
 
 
 @dataclass
-class Progress:
-    """Where training stands; stored in every checkpoint so that a rerun continues exactly here."""
+class Progress(ProgressRecord):
+    """Where training stands (epoch, batch, step and these); a rerun continues exactly here."""
 
-    epoch: int = 0  # finished epochs; the running epoch is epoch + 1
-    batch: int = 0  # batches done in the running epoch
     epoch_frames: int = 0  # frames done in the running epoch (what a resume skips)
     epoch_seconds: float = 0.0  # training time in the running epoch
     epoch_loss: float = 0.0  # sums over the running epoch's frames, for its csv averages
     epoch_recon: float = 0.0
     epoch_kl: float = 0.0
-    step: int = 0  # optimizer steps, all epochs
     frames: int = 0  # frames trained on, all epochs
     seconds: float = 0.0  # training time, all epochs
     best_val_loss: float | None = None
     best_epoch: int = 0
     seed: int = 0  # the shuffle seed the epochs were streamed with
     train_episodes: int = 0
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Progress:
-        return cls(**{f.name: d[f.name] for f in fields(cls) if f.name in d})
 
     def next_epoch(self) -> None:
         self.epoch += 1
@@ -157,14 +152,7 @@ class VAEData:
                 f"({self.train_frames} frames), {val}")
 
 
-@dataclass
-class TrainSummary:
-    savefolder: Path
-    progress: Progress
-    epochs: int
-    last_row: dict[str, Any] | None = None
-    finished_before: bool = False
-
+class TrainSummary(BaseSummary):
     def line(self) -> str:
         p = self.progress
         if self.finished_before:
@@ -258,32 +246,21 @@ def save_recon_grid(path: str | Path, originals: np.ndarray, recons: np.ndarray)
         Image.fromarray(image).save(tmp, format="PNG")
 
 
-def trim_csv(path: Path, epochs_done: int) -> None:
-    """Drop rows of epochs a checkpoint does not cover (a kill between the csv row and last.pt)."""
-    try:
-        drop_rows_after(path, "epoch", epochs_done)
-    except (ValueError, TypeError, csv.Error, UnicodeDecodeError):
-        raise DataError(f"{path}: not a losses file of this stage; {NEW_MODEL_HINT}") from None
-
-
 def to_uint8_frames(x: torch.Tensor) -> np.ndarray:
     """Model output (B, 3, 64, 64) in [0, 1] -> stored-frame layout (B, 64, 64, 3) uint8."""
     return (x.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
 
 
 # -- training ----------------------------------------------------------------------------------------
-class VAETrainer:
-    """One stage-02 run: model, Adam, progress; resumes from last.pt unless told to start over."""
+class VAETrainer(EpochTrainer):
+    """One stage-02 run: the ConvVAE, Adam and progress (resume, checkpoints, CSV: training/trainer.py)."""
+
+    kind = "vae"
+    progress_type = Progress
 
     def __init__(self, cfg: VAETrainConfig, data: VAEData, device: torch.device,
                  log: Any = print) -> None:
-        self.cfg = cfg
-        self.data = data
-        self.device = device
-        self.log = log
-        self.folder = Path(cfg.savefolder)
-        self.last_path = self.folder / LAST_CHECKPOINT
-        self.best_path = self.folder / BEST_CHECKPOINT
+        super().__init__(cfg, data, device, log)
         torch.manual_seed(cfg.seed)
         self.model = ConvVAE(data.z_size).to(device)
         # On a GPU, convolutions run fastest on channels-last tensors, which is how frames are stored.
@@ -294,38 +271,22 @@ class VAETrainer:
                                else cfg.loader_workers)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
         self.progress = Progress(seed=cfg.seed, train_episodes=len(data.train))
-        self._saved_step = 0  # the step last.pt holds
 
     @property
     def config(self) -> dict[str, Any]:
         return {"env": self.data.env, **self.model.config}
 
-    def start_or_resume(self) -> None:
-        """Load last.pt (refusing one made for another env or z size), or clean up for a fresh start."""
-        remove_stale_temp_files(self.folder)
-        if self.cfg.new_model or not self.last_path.exists():
-            for stale in [self.best_path, *self.folder.glob("recon_epoch*.png")]:
-                stale.unlink(missing_ok=True)
-            self.last_path.unlink(missing_ok=True)
-            trim_csv(self.folder / LOSSES_CSV, 0)
-            return
-        try:
-            state = load_checkpoint(self.last_path, "vae", expect=self.config, hint=NEW_MODEL_HINT)
-        except DataError as e:
-            raise DataError(str(e) if "--new_model" in str(e) else f"{e}; {NEW_MODEL_HINT}") from None
-        load_state_dict_checked(self.model, state, self.last_path)
-        try:
-            self.optimizer.load_state_dict(state["optimizer"])
-        except (ValueError, KeyError, TypeError) as e:
-            raise DataError(f"{self.last_path}: optimizer state does not fit ({e}); {NEW_MODEL_HINT}") from None
+    def extra(self) -> dict[str, Any]:
+        return {"lr": self.cfg.lr, "kl_tolerance": self.cfg.kl_tolerance, "batch_size": self.cfg.batch_size,
+                "input_folder": str(self.data.train.folder)}
+
+    def other_outputs(self) -> list[Path]:
+        return sorted(self.folder.glob("recon_epoch*.png"))
+
+    def resumed(self) -> None:
         for group in self.optimizer.param_groups:
             group["lr"] = self.cfg.lr  # the flag wins: a rerun may lower the learning rate
-        self.progress = Progress.from_dict(state.get("progress", {}))
-        self._saved_step = self.progress.step
-        trim_csv(self.folder / LOSSES_CSV, self.progress.epoch)
         p = self.progress
-        if p.epoch >= self.cfg.epochs:
-            return
         where = f"epoch {p.epoch + 1}" + (f" at batch {p.batch} ({p.epoch_frames} frames done)" if p.batch else "")
         self.log(f"resuming from {self.last_path}: {where}, step {p.step}")
         if p.seed != self.cfg.seed:
@@ -334,23 +295,6 @@ class VAETrainer:
         if p.batch and p.train_episodes != len(self.data.train):
             self.log(f"note: the folder now has {len(self.data.train)} training episodes (checkpoint: "
                      f"{p.train_episodes}); the rest of this epoch streams the new set")
-
-    @property
-    def finished(self) -> bool:
-        return self.progress.epoch >= self.cfg.epochs
-
-    def save(self, path: Path) -> None:
-        extra = {"lr": self.cfg.lr, "kl_tolerance": self.cfg.kl_tolerance, "batch_size": self.cfg.batch_size,
-                 "input_folder": str(self.data.train.folder)}
-        optimizer = self.optimizer if path == self.last_path else None  # best.pt is for use, not resuming
-        save_checkpoint(path, "vae", self.config, self.model, optimizer, asdict(self.progress), extra)
-        if path == self.last_path:
-            self._saved_step = self.progress.step
-
-    def save_if_behind(self) -> None:
-        """On the way out (Ctrl-C, a corrupt file): keep the steps trained since the last checkpoint."""
-        if self.progress.step != self._saved_step:
-            self.save(self.last_path)
 
     def epoch_frames_total(self) -> int:
         total = self.data.train_frames
@@ -482,7 +426,7 @@ class VAETrainer:
         row = {"epoch": epoch, "step": p.step, "frames": p.frames, "train_loss": p.epoch_loss / n,
                "train_recon": p.epoch_recon / n, "train_kl": p.epoch_kl / n, **val,
                "seconds": p.epoch_seconds, "img_per_s": p.epoch_frames / max(p.epoch_seconds, 1e-9)}
-        CsvLog(self.folder / LOSSES_CSV, CSV_FIELDS).append(row)
+        CsvLog(self.csv_path, CSV_FIELDS).append(row)
         improved = p.best_val_loss is None or val["val_loss"] < p.best_val_loss
         p.next_epoch()
         if improved:
@@ -503,22 +447,11 @@ def train_vae(cfg: VAETrainConfig, log: Any = print) -> TrainSummary:
     if cfg.num_threads is not None:
         torch.set_num_threads(cfg.num_threads)
     data = prepare_data(cfg)
-    folder = ensure_writable_dir(cfg.savefolder, "--savefolder")
     trainer = VAETrainer(cfg, data, device, log=log)
-    trainer.start_or_resume()
-    summary = TrainSummary(folder, trainer.progress, cfg.epochs)
-    if trainer.finished:
-        summary.finished_before = True
-        return summary
-    log(f"{data.line()}; z {data.z_size}, batch {cfg.batch_size}, lr {cfg.lr:g}, device {device}, "
-        f"torch threads {torch.get_num_threads()}, loader workers {trainer.loader_workers}"
-        + (", bf16 autocast" if cfg.amp else ""))
-    while not trainer.finished:
-        trainer.train_epoch()
-        try:
-            summary.last_row = trainer.end_epoch()
-        except (KeyboardInterrupt, UserError):  # e.g. a corrupt validation file: the epoch's training is kept
-            trainer.save_if_behind()
-            raise
-    summary.progress = trainer.progress
-    return summary
+
+    def header() -> str:
+        return (f"{data.line()}; z {data.z_size}, batch {cfg.batch_size}, lr {cfg.lr:g}, device {device}, "
+                f"torch threads {torch.get_num_threads()}, loader workers {trainer.loader_workers}"
+                + (", bf16 autocast" if cfg.amp else ""))
+
+    return run_epochs(trainer, TrainSummary(Path(cfg.savefolder), trainer.progress, cfg.epochs), header)

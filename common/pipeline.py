@@ -1,0 +1,131 @@
+"""A whole run as one command: the stage scripts in order, each timed, resumable as a whole.
+
+Each stage runs as its own process (exactly the command a user would type, printed first), so a
+stage's flags, errors and resume rules are the stage's own. A finished stage appends a row to
+`timings.csv` in the run folder (its wall time and the throughput its last line reports); a rerun
+skips the stages that have a row and reruns the one that was interrupted, which continues where it
+stopped. Presets are the recipes (`paper`: the reference's scale; `tiny`: a minute-long check).
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from common.csvlog import CsvLog, read_csv
+from common.errors import UserError
+
+TIMINGS_CSV = "timings.csv"
+TIMING_FIELDS = ["stage", "seconds", "throughput", "unit", "command", "finished"]
+ROOT = Path(__file__).resolve().parents[1]
+_RATE = re.compile(r"([\d.]+(?:e[+-]?\d+)?) (frames/s|img/s|timesteps/s)")
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str  # unique within a preset: the timings.csv key
+    script: str
+    args: tuple[str, ...]
+
+    def command(self, logdir: Path, device: str) -> list[str]:
+        args = [a.replace("{logdir}", str(logdir)).replace("{device}", device) for a in self.args]
+        return [sys.executable, str(ROOT / self.script), *args]
+
+
+def _doom(paper: bool) -> list[Stage]:
+    if paper:  # the reference's Doom recipe at its scale, with what the CPU recipe taught (sticky_mixed data)
+        data = ("doom", "--total_episodes", "10000", "--min_length", "100", "--policy", "sticky_mixed")
+        vae, mdn = ("--epochs", "10"), ("--epochs", "400")
+        ctrl = ("--pop_size", "64", "--num_rollouts", "16", "--max_generations", "200", "--eval_every", "25")
+        episodes = "100"
+    else:
+        data = ("doom", "--total_episodes", "12", "--max_steps", "80", "--policy", "sticky_mixed")
+        vae = ("--epochs", "1", "--max_frames", "400", "--batch_size", "32")
+        mdn = ("--epochs", "1", "--batch_size", "4")
+        ctrl = ("--pop_size", "4", "--num_rollouts", "2", "--max_generations", "2", "--eval_every", "2",
+                "--eval_episodes", "4", "--max_steps", "50", "--calibration_episodes", "0")
+        episodes = "4"
+    return _stages(data, vae, mdn, ("--mode", "dream", *ctrl), episodes)
+
+
+def _carracing(paper: bool) -> list[Stage]:
+    if paper:  # the reference: 10,000 episodes, V 10 epochs, M 20 epochs, C in the real env (its log: 1,800 gens)
+        data = ("carracing", "--total_episodes", "10000")
+        vae, mdn = ("--epochs", "10"), ("--epochs", "20")
+        ctrl = ("--pop_size", "64", "--num_rollouts", "16", "--max_generations", "200", "--eval_every", "25")
+        episodes = "100"
+    else:
+        data = ("carracing", "--total_episodes", "4", "--max_steps", "60")
+        vae = ("--epochs", "1", "--max_frames", "200", "--batch_size", "32")
+        mdn = ("--epochs", "1", "--batch_size", "2")
+        ctrl = ("--pop_size", "4", "--num_rollouts", "1", "--max_generations", "1", "--eval_every", "1",
+                "--eval_episodes", "2", "--max_steps", "30")
+        episodes = "2"
+    return _stages(data, vae, mdn, ("--mode", "real", *ctrl), episodes)
+
+
+def _stages(data: tuple, vae: tuple, mdn: tuple, ctrl: tuple, episodes: str) -> list[Stage]:
+    run, dev = ("--logdir", "{logdir}"), ("--device", "{device}")
+    scoring = (*run, "--episodes", episodes, "--no_progress")
+    return [
+        Stage("01_data", "01_generate_data.py", (*data, *run, "--no_progress")),
+        Stage("02_vae", "02_train_vae.py", (*run, *vae, *dev, "--no_progress")),
+        Stage("03_series", "03_generate_rnn_data.py", (*run, *dev, "--no_progress")),
+        Stage("04_mdnrnn", "04_train_mdnrnn.py", (*run, *mdn, *dev, "--no_progress")),
+        Stage("05_controller", "05_train_controller.py", (*run, *ctrl, *dev, "--no_progress")),
+        Stage("06_controller", "06_test_controller.py", scoring),
+        Stage("06_random", "06_test_controller.py", (*scoring, "--random")),
+    ]
+
+
+PRESETS = {"paper": True, "tiny": False}
+ENVS = {"doom": _doom, "carracing": _carracing}
+
+
+def stages(env: str, preset: str) -> list[Stage]:
+    if env not in ENVS:
+        raise UserError(f"--env {env}: the presets cover {sorted(ENVS)}")
+    return ENVS[env](PRESETS[preset])
+
+
+def finished_stages(logdir: Path) -> set[str]:
+    path = logdir / TIMINGS_CSV
+    return {row["stage"] for row in read_csv(path)} if path.exists() else set()
+
+
+def throughput(output: str) -> tuple[str, str]:
+    """The last rate a stage printed (frames/s, img/s, timesteps/s), or nothing."""
+    found = _RATE.findall(output)
+    return (found[-1][0], found[-1][1]) if found else ("", "")
+
+
+def run_pipeline(env: str, preset: str, logdir: Path, device: str, log=print) -> list[dict]:
+    """Run every stage that timings.csv does not list yet; return the rows written this time."""
+    logdir.mkdir(parents=True, exist_ok=True)
+    done = finished_stages(logdir)
+    timings = CsvLog(logdir / TIMINGS_CSV, TIMING_FIELDS)
+    rows = []
+    for stage in stages(env, preset):
+        if stage.name in done:
+            log(f"[{stage.name}] done before (see {TIMINGS_CSV}); skipped")
+            continue
+        command = stage.command(logdir, device)
+        log(f"[{stage.name}] {' '.join(command[1:])}")
+        started = time.perf_counter()
+        result = subprocess.run(command, stdout=subprocess.PIPE, stderr=None, text=True)
+        seconds = time.perf_counter() - started
+        log(result.stdout.rstrip())
+        if result.returncode != 0:
+            raise UserError(f"stage {stage.name} exited {result.returncode}; fix what it said and rerun this "
+                            "command to continue from it")
+        rate, unit = throughput(result.stdout)
+        row = {"stage": stage.name, "seconds": round(seconds, 1), "throughput": rate, "unit": unit,
+               "command": " ".join(command[1:]), "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
+        timings.append(row)
+        rows.append(row)
+        log(f"[{stage.name}] {seconds:.1f} s" + (f", {rate} {unit}" if rate else ""))
+    return rows

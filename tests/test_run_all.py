@@ -1,0 +1,41 @@
+"""run_all.py: the six stages in order on the tiny preset, timed in timings.csv, resumable as a whole."""
+
+from __future__ import annotations
+
+from conftest import run_stage
+
+from common.csvlog import read_csv
+from common.pipeline import stages
+
+
+def test_tiny_doom_run_then_resume_runs_only_what_is_missing(tmp_path):
+    out = run_stage("run_all.py", "--env", "doom", "--preset", "tiny", "--logdir", "run", "--device", "cpu",
+                    timeout=600).stdout
+    rows = read_csv(tmp_path / "run" / "timings.csv")
+    assert [r["stage"] for r in rows] == [s.name for s in stages("doom", "tiny")]
+    rates = {r["stage"]: r["unit"] for r in rows}
+    assert rates["01_data"] == "frames/s" and rates["02_vae"] == "img/s" and rates["04_mdnrnn"] == "timesteps/s"
+    assert all(float(r["seconds"]) > 0 for r in rows) and "7 stages run this time" in out
+    assert (tmp_path / "run" / "controller" / "best.pt").exists()
+    assert "same 4 seeds" in out  # the second scoring run tests controller vs random
+
+    again = run_stage("run_all.py", "--env", "doom", "--preset", "tiny", "--logdir", "run").stdout
+    assert "0 stages run this time" in again and again.count("skipped") == 7
+
+    # As if the run had been killed during the last stage: only that one runs again.
+    (tmp_path / "run" / "timings.csv").write_text("\n".join(
+        (tmp_path / "run" / "timings.csv").read_text().splitlines()[:-1]) + "\n")
+    resumed = run_stage("run_all.py", "--env", "doom", "--preset", "tiny", "--logdir", "run").stdout
+    assert "1 stages run this time" in resumed and "[06_random] " in resumed
+    assert len(read_csv(tmp_path / "run" / "timings.csv")) == 7
+
+
+def test_failing_stage_is_one_line_and_dry_run_prints_the_commands(tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "rollouts").write_text("not a folder")  # stage 01 cannot write there
+    result = run_stage("run_all.py", "--preset", "tiny", "--logdir", "run", check=False)
+    last = result.stderr.splitlines()[-1]  # after the stage's own one-line error
+    assert result.returncode == 2 and "stage 01_data exited 2" in last and "rerun this command" in last
+    assert "Traceback" not in result.stderr
+    dry = run_stage("run_all.py", "--preset", "paper", "--dry_run").stdout.splitlines()
+    assert len(dry) == 7 and "--total_episodes 10000" in dry[0] and "--random" in dry[-1]
