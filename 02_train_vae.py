@@ -82,7 +82,7 @@ def main() -> None:
         loader_workers=args.loader_workers, amp=args.amp,
         num_threads=args.num_threads, device=args.device, new_model=args.new_model,
         checkpoint_every_steps=args.checkpoint_every_steps, checkpoint_every_minutes=args.checkpoint_every_minutes,
-        progress=not args.no_progress,
+        progress=not args.no_progress, tensorboard=args.tensorboard,
     )
     print(train_vae(config).line(), flush=True)
 

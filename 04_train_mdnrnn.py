@@ -88,6 +88,7 @@ def main() -> None:
         val_fraction=args.val_fraction, seed=args.seed, num_threads=args.num_threads, device=args.device,
         new_model=args.new_model, checkpoint_every_steps=args.checkpoint_every_steps,
         checkpoint_every_minutes=args.checkpoint_every_minutes, progress=not args.no_progress,
+        tensorboard=args.tensorboard,
     )
     print(train_mdnrnn(config).line(), flush=True)
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from common.backend import add_backend_flags, backend_from_args
 from common.cli import (
     ArgumentParser,
+    add_tensorboard_flag,
     ensure_writable_dir,
     non_negative_int,
     positive_float,
@@ -20,6 +21,7 @@ from common.cli import (
 )
 from common.device import DEVICE_HELP, resolve_device
 from common.errors import UserError
+from common.scalars import require_tensorboard
 from common.workers import WorkerError
 from control.calibration import data_policy_of, default_check_episodes, preflight
 from control.options import add_done_flag, add_world_flags, real_env_kwargs, world_paths
@@ -63,6 +65,7 @@ def build_parser() -> ArgumentParser:
                         "policy) this many episodes each in the dream and the real env and warn if the dream "
                         "flatters one (analyze.py calibration); 0 = skip (default: 32 for doom, else 0)")
     add_backend_flags(p)
+    add_tensorboard_flag(p)
     p.add_argument("--new_model", action="store_true", help="discard saved CMA state and start over")
     p.add_argument("--no_progress", action="store_true", help="no progress bar")
     add_world_flags(p)
@@ -72,6 +75,8 @@ def build_parser() -> ArgumentParser:
 def main() -> None:
     args = build_parser().parse_args()
     backend = backend_from_args(args)
+    if args.tensorboard:
+        require_tensorboard()
     logdir = Path(args.logdir)
     paths = world_paths(args, logdir)
     out_dir = ensure_writable_dir(args.savefolder or logdir / "controller",
@@ -100,7 +105,8 @@ def main() -> None:
                   real_env_kwargs(args, logdir), out_dir, args.workers, args.worker_timeout, backend=backend)
     try:
         result = train_controller(config, paths, out_dir, real_env_kwargs(args, logdir), args.new_model,
-                                  progress=not args.no_progress, device=resolve_device(args.device), backend=backend)
+                                  progress=not args.no_progress, device=resolve_device(args.device), backend=backend,
+                                  tensorboard=args.tensorboard)
     except WorkerError as e:
         raise UserError(f"{e}; the last finished generation is saved, rerun to continue") from None
     best = "none yet" if result.best_eval is None else f"{result.best_eval:.1f} (generation {result.best_generation})"

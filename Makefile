@@ -9,7 +9,7 @@ ENV ?= doom
 BP_RUN ?= runs/binpacking
 WORKERS ?= $(shell nproc)
 
-.PHONY: setup setup-ray demo cpu-recipe binpacking paper test lint bench clean
+.PHONY: setup setup-ray setup-optional demo cpu-recipe binpacking paper test lint bench clean
 
 setup: $(VENV)/.installed
 
@@ -23,6 +23,13 @@ setup-ray: $(VENV)/.installed-ray
 
 $(VENV)/.installed-ray: requirements-ray.txt $(VENV)/.installed
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-ray.txt
+	touch $@
+
+# Every optional extra (Ray, TensorBoard): what the tests exercise.
+setup-optional: $(VENV)/.installed-optional
+
+$(VENV)/.installed-optional: requirements-optional.txt requirements-ray.txt $(VENV)/.installed
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-optional.txt
 	touch $@
 
 # The six stages on Doom with small flags (about 10 minutes on 2 cores); paper-scale flags are in README.
@@ -69,7 +76,7 @@ binpacking: setup
 paper: setup
 	$(PY) run_all.py --env $(ENV) --preset paper --logdir $(PAPER_RUN) --device auto
 
-test: setup setup-ray
+test: setup setup-optional
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q -p no:cacheprovider
 

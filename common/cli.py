@@ -117,6 +117,13 @@ def add_training_flags(p: argparse.ArgumentParser, outputs: str) -> None:
     p.add_argument("--checkpoint_every_steps", type=non_negative_int, default=0,
                    help="also write last.pt every this many steps within an epoch (0 = by time only)")
     p.add_argument("--no_progress", action="store_true", help="no progress bar")
+    add_tensorboard_flag(p)
+
+
+def add_tensorboard_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tensorboard", action="store_true",
+                   help="also write each losses.csv / log.csv row as TensorBoard scalars under "
+                        "<savefolder>/tensorboard (needs `pip install tensorboard`)")
 
 
 def json_object(text: str) -> dict:

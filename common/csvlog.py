@@ -12,9 +12,10 @@ from common.atomic import atomic_path
 class CsvLog:
     """Append rows to `path` (header written once); a resumed run keeps appending to the same file."""
 
-    def __init__(self, path: str | Path, fields: list[str]) -> None:
+    def __init__(self, path: str | Path, fields: list[str], mirror: Any = None) -> None:
         self.path = Path(path)
         self.fields = fields
+        self.mirror = mirror  # e.g. common.scalars.ScalarMirror: each row also goes there
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if not self.path.exists() or self.path.stat().st_size == 0:
             with open(self.path, "w", newline="") as f:
@@ -24,6 +25,8 @@ class CsvLog:
         with open(self.path, "a", newline="") as f:
             csv.DictWriter(f, self.fields, extrasaction="ignore").writerow(
                 {k: _fmt(row.get(k, "")) for k in self.fields})
+        if self.mirror is not None:
+            self.mirror.write({k: row.get(k, "") for k in self.fields})
 
 
 def read_csv(path: str | Path) -> list[dict[str, str]]:

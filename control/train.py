@@ -26,6 +26,7 @@ from common.checkpoints import load_checkpoint, save_checkpoint
 from common.csvlog import CsvLog, drop_rows_after, read_csv
 from common.errors import DataError
 from common.plot import line_chart
+from common.scalars import ScalarMirror
 from control.cmaes import CMAES
 from control.real import agent_episode_task, init_worker
 from control.world import WorldPaths, load_world
@@ -124,7 +125,7 @@ def _controller_record(world: WorldModel, config: ControllerTrainConfig, env: st
 
 def train_controller(config: ControllerTrainConfig, paths: WorldPaths, out_dir: Path, env_kwargs: dict,
                      new_model: bool = False, progress: bool = True, device: str | torch.device = "cpu",
-                     backend: Backend = LOCAL) -> TrainResult:
+                     backend: Backend = LOCAL, tensorboard: bool = False) -> TrainResult:
     world = load_world(paths, device if config.mode == "dream" else "cpu", with_vae=config.mode == "real",
                        done_mode=config.done_mode)
     env = world.spec.name
@@ -148,7 +149,8 @@ def train_controller(config: ControllerTrainConfig, paths: WorldPaths, out_dir: 
         drop_rows_after(log_path, "generation", es.generation)
     else:
         es = CMAES(world.controller.num_params, config.sigma_init, config.pop_size, config.seed)
-    log = CsvLog(log_path, LOG_FIELDS)
+    scalars = ScalarMirror(out_dir, "generation", next_step=es.generation + 1) if tensorboard else None
+    log = CsvLog(log_path, LOG_FIELDS, mirror=scalars)
 
     bar = tqdm(total=config.max_generations, initial=es.generation, unit="gen", desc=f"CMA-ES ({config.mode})",
                disable=None if progress else True, dynamic_ncols=True)
@@ -197,6 +199,8 @@ def train_controller(config: ControllerTrainConfig, paths: WorldPaths, out_dir: 
     finally:
         evaluator.close()
         bar.close()
+        if scalars is not None:
+            scalars.close()
     return TrainResult(es.generation, best_eval, best_generation,
                        seconds_before + time.perf_counter() - started, stopped_early)
 

@@ -34,7 +34,6 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from common.csvlog import CsvLog
 from common.device import resolve_device
 from common.errors import DataError, UserError
 from data.episodes import split_by_episode
@@ -87,6 +86,7 @@ class MDNTrainConfig:
     checkpoint_every_steps: int = 0  # 0 = by time only
     checkpoint_every_minutes: float = 10.0
     progress: bool = True
+    tensorboard: bool = False  # also write losses.csv rows as TensorBoard scalars
 
     def check(self) -> None:
         """Refuse impossible values (the CLI's flag types catch most of these first)."""
@@ -533,7 +533,7 @@ class MDNTrainer(EpochTrainer):
             row[f"{prefix}_loss"] = means.get("total", "")
             for part in LOSS_PARTS:
                 row[f"{prefix}_{part}"] = means.get(part, "")
-        CsvLog(self.csv_path, CSV_FIELDS).append(row)
+        self.log_row(CSV_FIELDS, row)
         p.next_epoch()
         score = val.get("total", train.get("total"))
         improved = score is not None and math.isfinite(score) and (p.best_loss is None or score < p.best_loss)

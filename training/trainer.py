@@ -23,8 +23,9 @@ import torch
 from common.atomic import remove_stale_temp_files
 from common.checkpoints import load_checkpoint, load_state_dict_checked, save_checkpoint
 from common.cli import ensure_writable_dir
-from common.csvlog import drop_rows_after
+from common.csvlog import CsvLog, drop_rows_after
 from common.errors import DataError, UserError
+from common.scalars import ScalarMirror, require_tensorboard
 
 LAST_CHECKPOINT = "last.pt"
 BEST_CHECKPOINT = "best.pt"
@@ -76,6 +77,7 @@ class EpochTrainer:
         self.csv_path = self.folder / LOSSES_CSV
         self.progress = self.progress_type()
         self._saved_step = 0  # the step last.pt holds
+        self.scalars: ScalarMirror | None = None  # --tensorboard
 
     # -- filled in by each stage --------------------------------------------------------------------
     @property
@@ -105,6 +107,10 @@ class EpochTrainer:
         raise NotImplementedError
 
     # -- shared ---------------------------------------------------------------------------------------
+    def log_row(self, fields: list[str], row: dict[str, Any]) -> None:
+        """The epoch's CSV row (and its TensorBoard scalars with --tensorboard)."""
+        CsvLog(self.csv_path, fields, mirror=self.scalars).append(row)
+
     @property
     def finished(self) -> bool:
         return self.progress.epoch >= self.cfg.epochs
@@ -149,8 +155,12 @@ class EpochTrainer:
 
 def run_epochs(trainer: EpochTrainer, summary: TrainSummary, header: Any) -> TrainSummary:
     """Resume or start, then train to cfg.epochs; `header()` gives the line logged before training."""
+    if getattr(trainer.cfg, "tensorboard", False):
+        require_tensorboard()
     ensure_writable_dir(trainer.cfg.savefolder, "--savefolder")
     trainer.start_or_resume()
+    if getattr(trainer.cfg, "tensorboard", False):
+        trainer.scalars = ScalarMirror(trainer.folder, "epoch", next_step=trainer.progress.epoch + 1)
     summary.progress = trainer.progress
     if trainer.finished:
         summary.finished_before = True
@@ -164,4 +174,6 @@ def run_epochs(trainer: EpochTrainer, summary: TrainSummary, header: Any) -> Tra
             trainer.save_if_behind()
             raise
     summary.progress = trainer.progress
+    if trainer.scalars is not None:
+        trainer.scalars.close()
     return summary

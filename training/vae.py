@@ -28,7 +28,6 @@ from PIL import Image
 from tqdm import tqdm
 
 from common.atomic import atomic_path
-from common.csvlog import CsvLog
 from common.device import resolve_device
 from common.errors import UserError
 from data.episodes import split_by_episode
@@ -70,6 +69,7 @@ class VAETrainConfig:
     buffer_episodes: int = 16
     loader_workers: int | None = None  # None: data.loader.default_loader_workers(device)
     amp: bool = False  # bf16 autocast of the forward pass
+    tensorboard: bool = False  # also write losses.csv rows as TensorBoard scalars
     num_threads: int | None = None
     device: str = "auto"
     new_model: bool = False
@@ -426,7 +426,7 @@ class VAETrainer(EpochTrainer):
         row = {"epoch": epoch, "step": p.step, "frames": p.frames, "train_loss": p.epoch_loss / n,
                "train_recon": p.epoch_recon / n, "train_kl": p.epoch_kl / n, **val,
                "seconds": p.epoch_seconds, "img_per_s": p.epoch_frames / max(p.epoch_seconds, 1e-9)}
-        CsvLog(self.csv_path, CSV_FIELDS).append(row)
+        self.log_row(CSV_FIELDS, row)
         improved = p.best_val_loss is None or val["val_loss"] < p.best_val_loss
         p.next_epoch()
         if improved:
