@@ -8,6 +8,11 @@ Rows: the loader before issue 14 (EpisodeFolder.iter_frame_batches: one reading 
 the main thread), and data.loader.frame_batches with 0 workers (one thread), 1 and 2 worker
 processes (and more with --workers). Same batch size and buffer; each row reads every frame once.
 The streams of the new loader are checked equal for every worker count.
+
+--train N: also train stage 02's VAE (paper size, this machine's torch threads) for one whole epoch
+of the first N episodes, fed by the old loader and by the new one with its CPU default (0 workers),
+alternating, to check that stage 02 on a CPU is no slower than before. (A whole epoch: a run cut
+short would charge each loader for the episodes it read ahead and never used.)
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ def main() -> None:
     p.add_argument("--buffer_episodes", type=int, default=16)
     p.add_argument("--workers", type=int, nargs="*", default=[1, 2], help="worker counts to try")
     p.add_argument("--repeats", type=int, default=2, help="best of this many passes per row")
+    p.add_argument("--train", type=int, default=0, help="also train the VAE on one epoch of this many episodes")
     args = p.parse_args()
     torch.set_num_threads(1)
 
@@ -77,6 +83,38 @@ def main() -> None:
     print(f"{'loader':<40} {'seconds':>8} {'frames/s':>9} {'vs before':>10}")
     for label, seconds, frames, _ in rows:
         print(f"{label:<40} {seconds:8.2f} {frames / seconds:9.0f} {base / seconds:9.2f}x")
+    if args.train:
+        torch.set_num_threads(os.cpu_count() or 1)
+        kw = {"batch_size": args.batch_size, "buffer_episodes": args.buffer_episodes, "seed": 0}
+        subset = RolloutFolder(folder)
+        subset.paths = subset.paths[:args.train]
+        old, new = [], []
+        for _ in range(args.repeats):
+            old.append(train_rate(subset.iter_frame_batches(**kw)))
+            new.append(train_rate(frame_batches(subset.paths, subset.schema, workers=0, keep=False, **kw)))
+        print(f"stage-02 training, one epoch of {args.train} episodes, {torch.get_num_threads()} torch threads, "
+              f"{args.repeats} alternating runs: old loader {max(old):.0f} img/s (runs "
+              f"{', '.join(f'{r:.0f}' for r in old)}), new loader (CPU default, 0 workers) {max(new):.0f} img/s "
+              f"(runs {', '.join(f'{r:.0f}' for r in new)}): best new / best old = {max(new) / max(old):.3f}")
+
+
+def train_rate(batches) -> float:
+    """img/s of the stage-02 step (ConvVAE, Adam, the paper's loss) over all of `batches`."""
+    from models.vae import ConvVAE, frames_to_tensor, vae_loss
+
+    torch.manual_seed(0)
+    model = ConvVAE(64)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    done, started = 0, time.perf_counter()
+    for batch in batches:
+        x = frames_to_tensor(batch)
+        recon, mu, logvar = model(x)
+        loss = vae_loss(recon, x, mu, logvar, 0.5)[0]
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        done += len(x)
+    return done / (time.perf_counter() - started)
 
 
 if __name__ == "__main__":

@@ -58,7 +58,8 @@ class _FrameBuffers(torch.utils.data.Dataset):
     tensor already in shared memory crosses to the main process without another copy. Reuse is safe:
     the DataLoader hands indices to its workers in turn and keeps at most `prefetch` per worker in
     flight, so a worker rewrites a slot `ring` of its items (ring x workers items) later, long after the
-    main process took the buffer; frame_batches copies what it yields out of it at once.
+    main process took the buffer; frame_batches copies what it yields out of it at once. With 0
+    workers buffers are assembled in the main process, on demand, into two slots it alternates.
     """
 
     def __init__(self, paths: Sequence[Path], schema: EpisodeSchema, key: str, order: np.ndarray,
@@ -73,13 +74,20 @@ class _FrameBuffers(torch.utils.data.Dataset):
         return len(self.chunks)
 
     def __getitem__(self, k: int) -> tuple[torch.Tensor, torch.Tensor] | _Failed:
+        parts = self.load(k)
+        return parts if isinstance(parts, _Failed) else self.assemble(k, parts)
+
+    def load(self, k: int) -> list[np.ndarray] | _Failed:
+        """Decode buffer k's episodes (zlib: it releases the GIL, so a thread can do this part)."""
         try:
-            parts = [load_episode(self.paths[i], self.schema)[self.key] for i in self.chunks[k]]
+            return [load_episode(self.paths[i], self.schema)[self.key] for i in self.chunks[k]]
         except DataError as e:
             return _Failed(str(e))
+
+    def assemble(self, k: int, parts: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each episode's frames straight to their shuffled places in a reused slot (one copy); cut batches."""
         total = sum(len(x) for x in parts)
         out = self._output(total, parts[0])
-        # Each episode's frames go straight to their shuffled places in the output: one copy.
         places = (np.random.default_rng(None if self.seed is None else [self.seed, k]).permutation(total)
                   if self.shuffle else np.arange(total))
         target, start = out.numpy(), 0
@@ -91,13 +99,16 @@ class _FrameBuffers(torch.utils.data.Dataset):
 
     def _output(self, total: int, like: np.ndarray) -> torch.Tensor:
         dtype = torch.from_numpy(like[:0]).dtype
-        if not self.ring or torch.utils.data.get_worker_info() is None:
+        if not self.ring:
             return torch.empty((total, *like.shape[1:]), dtype=dtype)
         slot = self._served % self.ring
         self._served += 1
         buffer = self._slots.get(slot)
         if buffer is None or len(buffer) < total or buffer.shape[1:] != like.shape[1:]:
-            buffer = self._slots[slot] = torch.empty((total, *like.shape[1:]), dtype=dtype).share_memory_()
+            buffer = torch.empty((total, *like.shape[1:]), dtype=dtype)
+            if torch.utils.data.get_worker_info() is not None:
+                buffer.share_memory_()  # then it crosses to the main process without a copy
+            self._slots[slot] = buffer
         return buffer[:total]
 
 
@@ -116,10 +127,21 @@ class _Episodes(torch.utils.data.Dataset):
 
 
 def _items(dataset: torch.utils.data.Dataset, workers: int, pin_memory: bool) -> Iterator:
-    """The dataset's items in index order: on `workers` processes, or (0) one thread ahead."""
+    """The dataset's items in index order: on `workers` processes, or (0) decoded one thread ahead.
+
+    With 0 workers a frame buffer is decoded on the thread and assembled here: numpy's scattering
+    holds the GIL, which a background thread would take from the training loop.
+    """
     if workers == 0:
-        items = _prefetched((dataset[k] for k in range(len(dataset))), PREFETCH)
-        yield from (_pinned(x) if pin_memory else x for x in items)
+        if isinstance(dataset, _FrameBuffers):
+            decoded = _prefetched((dataset.load(k) for k in range(len(dataset))), PREFETCH)
+            items = (p if isinstance(p, _Failed) else dataset.assemble(k, p) for k, p in enumerate(decoded))
+        else:
+            items = _prefetched((dataset[k] for k in range(len(dataset))), PREFETCH)
+        try:
+            yield from (_pinned(x) if pin_memory else x for x in items)
+        finally:
+            items.close()  # stops the reading thread now
         return
     # batch_size=None: an item is already a buffer (or an episode); numpy arrays come back as tensors
     # through shared memory. timeout: a worker stuck on one file is an error, not a hang.
@@ -153,15 +175,16 @@ def frame_batches(paths: Sequence[Path], schema: EpisodeSchema, batch_size: int,
     """uint8 batches of single steps of `key`, shuffled across episodes within buffers (see the module).
 
     keep=False saves a copy of every frame for a consumer that is done with each batch before it asks
-    for the next one (a training loop): with worker processes a batch may then be a view of a slot
-    that a worker rewrites a few buffers later. keep=True: every batch is the caller's to keep.
+    for the next one (a training loop): a batch may then be a view of a reused slot that is rewritten
+    a few buffers later. keep=True: every batch is the caller's to keep.
     """
     order = np.arange(len(paths))
     if shuffle:
         np.random.default_rng(None if seed is None else [seed, 2**32 - 1]).shuffle(order)  # buffers use [seed, k]
+    # Slots reused: per worker, PREFETCH + 2 (see _FrameBuffers); here, 2 (item k waits for k - 2's slot).
     dataset = _FrameBuffers(paths, schema, key, order, buffer_episodes, batch_size, seed, shuffle,
-                            ring=PREFETCH + 2 if workers else 0)
-    in_slots = workers > 0 and not pin_memory  # items in reused slots; pinned ones are fresh copies already
+                            ring=PREFETCH + 2 if workers else 2)
+    in_slots = not pin_memory  # pinned items are fresh copies already
     waiting: list[torch.Tensor] = []  # leftover frames of earlier buffers, fewer than a batch
     waiting_count = 0
     items = _items(dataset, workers, pin_memory)
