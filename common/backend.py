@@ -75,8 +75,10 @@ class Backend:
 
     def ship(self, path: str | Path | None) -> str | ShippedFile | None:
         """How a worker gets a file: its path (local: same disk) or its bytes (ray: maybe another machine)."""
-        if path is None or not self.is_ray:
-            return None if path is None else str(path)
+        if path is None:
+            return None
+        if not self.is_ray:
+            return str(path)
         return ShippedFile(Path(path).name, Path(path).read_bytes())
 
 

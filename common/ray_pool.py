@@ -35,7 +35,7 @@ import ray
 import ray.exceptions
 
 from common.errors import UserError
-from common.workers import WorkerError, _stderr
+from common.workers import WorkerError, _stderr, _Task
 
 _REPO = Path(__file__).resolve().parents[1]
 _NOT_SHIPPED = [".git", ".venv", "venv", "__pycache__", "runs", "docs", "*.npz", "*.pt", "*.gif", "*.mp4"]
@@ -68,14 +68,6 @@ class _Host:
         if self.broken is not None:
             raise _InitializerFailed(self.broken)
         return fn(*args)
-
-
-@dataclass
-class _Task:
-    key: Hashable
-    fn: Callable[..., Any]
-    args: tuple
-    attempts: int = 0
 
 
 @dataclass
@@ -221,8 +213,7 @@ class RayPool:
     def _replace(self, call: _Call, why: str) -> None:
         _kill(call.actor)
         self._start_actor()
-        if call.task.attempts > self.max_retries:
-            raise WorkerError(call.task.key, f"task {call.task.key!r} failed {call.task.attempts} times; last: {why}")
+        call.task.check_retry(self.max_retries, why)
         self._log(f"ray: {why} while running task {call.task.key!r}; started a new worker and retrying")
         self._queue.appendleft(call.task)
 

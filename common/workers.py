@@ -75,6 +75,11 @@ class _Task:
     args: tuple
     attempts: int = 0
 
+    def check_retry(self, max_retries: int, why: str) -> None:
+        """The rule both pools apply when a worker is lost under this task: retry, or fail it for good."""
+        if self.attempts > max_retries:
+            raise WorkerError(self.key, f"task {self.key!r} failed {self.attempts} times; last: {why}")
+
 
 @dataclass
 class _Worker:
@@ -291,8 +296,7 @@ class WorkerPool:
         worker.process, worker.conn, worker.started = fresh.process, fresh.conn, fresh.started
         if task is None:
             return
-        if task.attempts > self.max_retries:
-            raise WorkerError(task.key, f"task {task.key!r} failed {task.attempts} times; last: {why}")
+        task.check_retry(self.max_retries, why)
         self._log(f"worker: {why} while running task {task.key!r}; restarted it and retrying")
         self._queue.appendleft(task)
 

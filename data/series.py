@@ -25,8 +25,6 @@ silently mixing latents from two encoders.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -109,23 +107,6 @@ def load_initial_z(folder_or_file: str | Path) -> dict[str, np.ndarray]:
     if mu.ndim != 2 or mu.shape != logvar.shape or not len(mu) or len(arrays.get("episode", mu)) != len(mu):
         raise DataError(f"{path}: mu {mu.shape} and logvar {logvar.shape} do not form an (N, Z) initial_z file")
     return arrays
-
-
-def load_ahead(paths: Sequence[Path], schema: EpisodeSchema = SERIES_SCHEMA,
-               ahead: int = 2) -> Iterator[tuple[Path, dict[str, np.ndarray]]]:
-    """Yield (path, validated episode) in order, loading `ahead` files on a thread (zlib releases the GIL).
-
-    Unlike EpisodeFolder.iter_episodes this takes any list of paths (a split, the files still to do)
-    and names the file with each episode, for error messages.
-    """
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        futures = [pool.submit(load_episode, p, schema) for p in paths[:ahead]]
-        for i, path in enumerate(paths):
-            episode = futures[i].result()
-            futures[i] = None  # free it once the consumer is done with it
-            if i + ahead < len(paths):
-                futures.append(pool.submit(load_episode, paths[i + ahead], schema))
-            yield path, episode
 
 
 class SeriesFolder(EpisodeFolder):

@@ -37,7 +37,8 @@ from tqdm import tqdm
 from common.device import resolve_device
 from common.errors import DataError, UserError
 from data.episodes import split_by_episode
-from data.series import SeriesFolder, load_ahead
+from data.loader import episodes
+from data.series import SERIES_SCHEMA, SeriesFolder
 from envs.registry import get_spec
 from models.mdnrnn import MDNRNN, done_loss, gmm_nll, reward_loss
 from training.trainer import (
@@ -241,7 +242,7 @@ def iter_batches(paths: Sequence[Path], batch_size: int, seq_len: int, skip_ahea
         for i in (rng.permutation(len(chunks)) if shuffle else range(len(chunks))):
             yield collate(chunks[i], skip_ahead)
 
-    for path, episode in load_ahead(order):
+    for path, episode in zip(order, episodes(order, SERIES_SCHEMA)):
         if shapes is not None and (episode["mu"].shape[1], episode["action"].shape[1]) != shapes:
             raise DataError(f"{path}: z size {episode['mu'].shape[1]} / action size {episode['action'].shape[1]}"
                             f", but the folder's first file has {shapes[0]} / {shapes[1]}")
