@@ -4,10 +4,11 @@
     python bench/bench_loader.py                       # 200 fresh Doom episodes in a temp folder
     python bench/bench_loader.py --folder runs/doom/rollouts --episodes 500
 
-Rows: the loader before issue 14 (EpisodeFolder.iter_frame_batches: one reading thread, shuffling in
+Rows: the loader before issue 14 (kept here as it was: np.load on one reading thread, shuffling in
 the main thread), and data.loader.frame_batches with 0 workers (one thread), 1 and 2 worker
 processes (and more with --workers). Same batch size and buffer; each row reads every frame once.
-The streams of the new loader are checked equal for every worker count.
+The streams of the new loader are checked equal for every worker count. Then the same for stage 03's
+reader (data.loader.episodes: whole episodes in file order) against the one it had before.
 
 --train N: also train stage 02's VAE (paper size, this machine's torch threads) for one whole epoch
 of the first N episodes, fed by the old loader and by the new one with its CPU default (0 workers),
@@ -24,14 +25,45 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from data.collect import CollectConfig, generate  # noqa: E402
-from data.loader import frame_batches  # noqa: E402
-from data.rollouts import RolloutFolder  # noqa: E402
+from data.episodes import _prefetched  # noqa: E402
+from data.loader import episodes, frame_batches  # noqa: E402
+from data.rollouts import ROLLOUT_SCHEMA, RolloutFolder  # noqa: E402
 from envs.registry import get_spec  # noqa: E402
+
+
+def decode_before_issue_14(path: Path) -> dict[str, np.ndarray]:
+    """An episode as load_episode read it before issue 14: np.load, every key, validated."""
+    with np.load(path, allow_pickle=False) as npz:
+        return ROLLOUT_SCHEMA.validate({k: npz[k] for k in npz.files}, str(path))
+
+
+def before_issue_14(paths: list[Path], batch_size: int, buffer_episodes: int, seed: int):
+    """The loader stage 02 had before issue 14, unchanged: whole episodes decoded by np.load and validated
+    two ahead on a thread, pooled `buffer_episodes` at a time, concatenated, shuffled and cut in the
+    main thread."""
+    rng, order = np.random.default_rng(seed), np.arange(len(paths))
+    np.random.default_rng(seed + 1).shuffle(order)
+    episodes = _prefetched((decode_before_issue_14(paths[i])["obs"] for i in order), 2)
+    leftover, exhausted = None, False
+    while not exhausted:
+        pool = [e for _, e in zip(range(buffer_episodes), episodes)]
+        exhausted = len(pool) < buffer_episodes
+        if not pool:
+            break
+        frames = np.concatenate(([leftover] if leftover is not None else []) + pool)
+        frames = frames[rng.permutation(len(frames))]
+        full = len(frames) // batch_size * batch_size
+        for start in range(0, full, batch_size):
+            yield frames[start:start + batch_size]
+        leftover = frames[full:] if full < len(frames) else None
+    if leftover is not None and len(leftover):
+        yield leftover
 
 
 def timed(batches) -> tuple[float, int, int]:
@@ -68,7 +100,7 @@ def main() -> None:
     def best(make) -> tuple[float, int, int]:
         return min((timed(make()) for _ in range(args.repeats)), key=lambda r: r[0])
 
-    rows.append(("before: thread + main-thread shuffle", *best(lambda: rollouts.iter_frame_batches(**kw))))
+    rows.append(("before: thread + main-thread shuffle", *best(lambda: before_issue_14(rollouts.paths, **kw))))
     sums = set()
     for workers in [0, *args.workers]:
         label = "new, 0 workers (thread)" if workers == 0 else f"new, {workers} worker process{'es' * (workers > 1)}"
@@ -83,6 +115,17 @@ def main() -> None:
     print(f"{'loader':<40} {'seconds':>8} {'frames/s':>9} {'vs before':>10}")
     for label, seconds, frames, _ in rows:
         print(f"{label:<40} {seconds:8.2f} {frames / seconds:9.0f} {base / seconds:9.2f}x")
+
+    # stage 03's path: whole episodes in file order (before: np.load two ahead on a thread)
+    rows = [("before: np.load on a thread", *best(lambda: (e["obs"] for e in _prefetched(
+        (decode_before_issue_14(p) for p in rollouts.paths), 2))))]
+    for workers in [0, *args.workers]:
+        label = "new, 0 workers (thread)" if workers == 0 else f"new, {workers} worker process{'es' * (workers > 1)}"
+        rows.append((label, *best(lambda w=workers: (e["obs"] for e in episodes(rollouts.paths, rollouts.schema, w)))))
+    base = rows[0][1]
+    print(f"\nstage 03's reader, whole episodes in order: {'seconds':>8} {'frames/s':>9} {'vs before':>10}")
+    for label, seconds, frames, _ in rows:
+        print(f"{label:<40} {seconds:8.2f} {frames / seconds:9.0f} {base / seconds:9.2f}x")
     if args.train:
         torch.set_num_threads(os.cpu_count() or 1)
         kw = {"batch_size": args.batch_size, "buffer_episodes": args.buffer_episodes, "seed": 0}
@@ -90,7 +133,7 @@ def main() -> None:
         subset.paths = subset.paths[:args.train]
         old, new = [], []
         for _ in range(args.repeats):
-            old.append(train_rate(subset.iter_frame_batches(**kw)))
+            old.append(train_rate(before_issue_14(subset.paths, **kw)))
             new.append(train_rate(frame_batches(subset.paths, subset.schema, workers=0, keep=False, **kw)))
         print(f"stage-02 training, one epoch of {args.train} episodes, {torch.get_num_threads()} torch threads, "
               f"{args.repeats} alternating runs: old loader {max(old):.0f} img/s (runs "

@@ -1,14 +1,15 @@
 """Episode files: one compressed `.npz` per episode, validated on load, streamed with bounded memory.
 
-A folder of episodes is never loaded whole (the reference needed ~125 GB for CarRacing): readers hold
-at most `buffer_episodes` episodes, load ahead on a background thread (zlib releases the GIL), and
-shuffle within that buffer. Each file format (rollouts, latent series) is an `EpisodeSchema`.
+A folder of episodes is never loaded whole (the reference needed ~125 GB for CarRacing): readers load
+a few episodes ahead (here on a background thread: zlib releases the GIL; frames for stage 02 in
+data.loader). Each file format (rollouts, latent series) is an `EpisodeSchema`.
 """
 
 from __future__ import annotations
 
 import io
 import queue
+import struct
 import threading
 import zipfile
 import zlib
@@ -20,6 +21,7 @@ import numpy as np
 
 from common.atomic import write_bytes_atomic
 from common.errors import DataError
+from data.npz import read_npz
 
 VARIABLE = -1  # a trailing dimension that may take any size (the same within one folder)
 _FIXED_DATE = (1980, 1, 1, 0, 0, 0)  # the zip format's earliest date
@@ -86,24 +88,26 @@ def encode_episode(arrays: dict[str, np.ndarray], compresslevel: int = 1) -> byt
     return out.getvalue()
 
 
-def load_episode(path: str | Path, schema: EpisodeSchema,
-                 keys: Sequence[str] | None = None) -> dict[str, np.ndarray]:
-    """Load (some keys of) one episode; a corrupt, truncated or foreign file raises DataError."""
+def load_episode(path: str | Path, schema: EpisodeSchema, keys: Sequence[str] | None = None,
+                 writable: bool = True) -> dict[str, np.ndarray]:
+    """Load (some keys of) one episode; a corrupt, truncated or foreign file raises DataError.
+
+    writable=False: read-only arrays, one copy fewer (for a reader that copies them anyway).
+    """
     path = Path(path)
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            if keys is None:
-                arrays = {k: npz[k] for k in npz.files}
-                return schema.validate(arrays, str(path))
-            absent = [k for k in keys if k not in npz.files]
-            if absent:
-                raise DataError(f"{path}: not a {schema.name} file (missing keys {absent})")
-            return {k: npz[k] for k in keys}
+        if keys is None:
+            return schema.validate(read_npz(path, writable=writable), str(path))
+        arrays = read_npz(path, keys=keys, writable=writable)
+        absent = [k for k in keys if k not in arrays]
+        if absent:
+            raise DataError(f"{path}: not a {schema.name} file (missing keys {absent})")
+        return arrays
     except DataError:
         raise
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
-    except (zipfile.BadZipFile, EOFError, zlib.error, OSError, ValueError, KeyError) as e:
+    except (zipfile.BadZipFile, EOFError, zlib.error, OSError, ValueError, KeyError, struct.error) as e:
         raise DataError(f"{path}: corrupt or truncated .npz ({type(e).__name__}: {e})") from None
 
 
@@ -166,42 +170,6 @@ class EpisodeFolder:
             return arrays if keys is None else {k: arrays[k] for k in keys}
 
         yield from _prefetched((load(int(i)) for i in order), prefetch)
-
-    def iter_frame_batches(self, batch_size: int, key: str = "obs", shuffle: bool = True,
-                           buffer_episodes: int = 16, seed: int | None = None,
-                           drop_last: bool = False) -> Iterator[np.ndarray]:
-        """Batches of single steps of `key`, shuffled across episodes within a bounded buffer.
-
-        Memory holds at most `buffer_episodes` (+ prefetch) episodes of `key`, whatever the folder size.
-        """
-        rng = np.random.default_rng(seed)
-        pool: list[np.ndarray] = []
-        pooled = 0
-        leftover: np.ndarray | None = None
-        episodes = self.iter_episodes(shuffle=shuffle, seed=None if seed is None else seed + 1,
-                                      keys=[key])
-        exhausted = False
-        while not exhausted:
-            try:
-                array = next(episodes)[key]
-                pool.append(array)
-                pooled += 1
-            except StopIteration:
-                exhausted = True
-            if pooled < buffer_episodes and not exhausted:
-                continue
-            if not pool:
-                break
-            frames = np.concatenate(([leftover] if leftover is not None else []) + pool)
-            pool, pooled = [], 0
-            if shuffle:
-                frames = frames[rng.permutation(len(frames))]
-            full = len(frames) // batch_size * batch_size
-            for start in range(0, full, batch_size):
-                yield frames[start:start + batch_size]
-            leftover = frames[full:] if full < len(frames) else None
-        if leftover is not None and len(leftover) and not drop_last:
-            yield leftover
 
     def iter_windows(self, seq_len: int, keys: Sequence[str] | None = None, shuffle: bool = True,
                      seed: int | None = None, pad: bool = True) -> Iterator[dict[str, np.ndarray]]:
