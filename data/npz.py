@@ -37,8 +37,12 @@ def read_npz(path: str | Path, keys: Sequence[str] | None = None, writable: bool
             wanted = list(members) if keys is None else [k for k in keys if k in members]
             if any(members[k].compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
                    or members[k].flag_bits & 0x1 for k in wanted):
+                file.seek(0)
                 with np.load(file, allow_pickle=False) as npz:
-                    return {k: npz[k] for k in wanted}
+                    arrays = {k: npz[k] for k in wanted}
+                for array in arrays.values():
+                    array.flags.writeable = writable
+                return arrays
         return {k: _member_array(file, members[k], writable) for k in wanted}
 
 

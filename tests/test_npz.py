@@ -19,10 +19,18 @@ ARRAYS = {
 }
 
 
+def _bzip2(path):  # a compression read_npz leaves to np.load
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_BZIP2) as zf:
+        for key, array in ARRAYS.items():
+            with zf.open(f"{key}.npy", "w") as member:
+                np.lib.format.write_array(member, array)
+
+
 @pytest.mark.parametrize("write", [
     lambda path: np.savez(path, **ARRAYS),  # stored members
     lambda path: np.savez_compressed(path, **ARRAYS),  # deflated
     lambda path: path.write_bytes(encode_episode(ARRAYS)),  # ours: deflated, level 1, fixed dates
+    _bzip2,
 ])
 @pytest.mark.parametrize("writable", [True, False])
 def test_same_arrays_as_np_load(tmp_path, write, writable):
