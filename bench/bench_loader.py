@@ -66,6 +66,10 @@ def before_issue_14(paths: list[Path], batch_size: int, buffer_episodes: int, se
         yield leftover
 
 
+def frames_of(episodes):
+    return (episode["obs"] for episode in episodes)
+
+
 def timed(batches) -> tuple[float, int, int]:
     started, frames, checksum = time.perf_counter(), 0, 0
     for batch in batches:
@@ -117,11 +121,12 @@ def main() -> None:
         print(f"{label:<40} {seconds:8.2f} {frames / seconds:9.0f} {base / seconds:9.2f}x")
 
     # stage 03's path: whole episodes in file order (before: np.load two ahead on a thread)
-    rows = [("before: np.load on a thread", *best(lambda: (e["obs"] for e in _prefetched(
+    rows = [("before: np.load on a thread", *best(lambda: frames_of(_prefetched(
         (decode_before_issue_14(p) for p in rollouts.paths), 2))))]
     for workers in [0, *args.workers]:
         label = "new, 0 workers (thread)" if workers == 0 else f"new, {workers} worker process{'es' * (workers > 1)}"
-        rows.append((label, *best(lambda w=workers: (e["obs"] for e in episodes(rollouts.paths, rollouts.schema, w)))))
+        rows.append((label, *best(lambda w=workers: frames_of(episodes(rollouts.paths, rollouts.schema, w,
+                                                                        keep=False)))))
     base = rows[0][1]
     print(f"\nstage 03's reader, whole episodes in order: {'seconds':>8} {'frames/s':>9} {'vs before':>10}")
     for label, seconds, frames, _ in rows:

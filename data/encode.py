@@ -169,7 +169,7 @@ def encode_rollouts(rollouts: RolloutFolder, vae: ConvVAE, vae_identity: dict[st
                disable=None if progress else True, dynamic_ncols=True)
     started = time.perf_counter()
     with bar:
-        for path, episode in zip(todo, episodes(todo, ROLLOUT_SCHEMA, loader_workers)):
+        for path, episode in zip(todo, episodes(todo, ROLLOUT_SCHEMA, loader_workers, keep=False)):
             mu, logvar = encode_frames(vae, episode["obs"], batch_size, device)
             mask = read_mask(episode["obs"], options) if read_mask is not None else None
             save_series(savefolder / path.name, mu, logvar, episode["action"], episode["reward"], episode["done"],

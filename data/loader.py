@@ -10,8 +10,9 @@ count: episodes go in a seeded order, in buffers of `buffer_episodes`; buffer k'
 with seed (seed, k) and cut into batches, and the few frames each buffer has left over wait in the
 main process until they fill a batch. Any worker can build any buffer and the DataLoader returns them
 in order, so 0, 1 or 16 workers give the same batches, and a run resumed with another
-`--loader_workers` continues the same stream. Memory holds at most (workers x prefetch + 1) buffers,
-whatever the folder size. `workers=0` builds buffers on one background thread (the old loader).
+`--loader_workers` continues the same stream. Memory holds at most (workers x (prefetch + 2) + 2)
+buffers, whatever the folder size: each worker writes its items into a few shared-memory slots it
+reuses (_Slots), and the main process reads them there. `workers=0` decodes on one background thread.
 
 Why a map-style Dataset of buffers rather than an IterableDataset sharded by episode: sharding makes
 each worker's stream depend on the worker count, and interleaving shards by arrival breaks the order;
@@ -20,6 +21,7 @@ a map-style dataset with a fixed sampler gets both parallel decoding and one ord
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import ctypes
 import math
@@ -52,25 +54,54 @@ class _Failed:
         self.message = message
 
 
-class _FrameBuffers(torch.utils.data.Dataset):
-    """Item k: buffer k of the epoch as (full batches (n, B, ...), leftover frames (r, ...)).
+class _Slots:
+    """`count` byte buffers, taken in turn and reused: where a dataset writes its items.
 
-    In a worker process each buffer is written into one of `ring` shared-memory slots that the worker
-    keeps and reuses: fresh memory costs a page fault per 4 KB, ten times the copy itself, and a
-    tensor already in shared memory crosses to the main process without another copy. Reuse is safe:
-    the DataLoader hands indices to its workers in turn and keeps at most `prefetch` per worker in
-    flight, so a worker rewrites a slot `ring` of its items (ring x workers items) later, long after the
-    main process took the buffer; frame_batches copies what it yields out of it at once. With 0
-    workers buffers are assembled in the main process, on demand, into two slots it alternates.
+    Fresh memory costs a page fault per 4 KB, ten times the copy itself, so items go into buffers a
+    process keeps. In a loader worker the buffers are in shared memory from the start, and an item
+    written there crosses to the main process without another copy. Reuse is safe: the DataLoader hands
+    indices to its workers in turn and keeps at most `prefetch` per worker in flight, so a worker
+    rewrites a buffer `count` of its items (count x workers items) later, long after the main process
+    took that item; what the main process keeps longer it copies (frame_batches, episodes(keep=True)).
     """
 
+    def __init__(self, count: int) -> None:
+        self.count, self._buffers, self._taken = count, {}, 0
+
+    def take(self, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+        nbytes = math.prod(shape) * dtype.itemsize
+        i = self._taken % self.count
+        self._taken += 1
+        buffer = self._buffers.get(i)
+        if buffer is None or len(buffer) < nbytes:
+            size = nbytes + nbytes // 4 + 64  # room for the larger items to come
+            in_worker = torch.utils.data.get_worker_info() is not None
+            self._buffers[i] = buffer = _shared_bytes(size) if in_worker else torch.empty(size, dtype=torch.uint8)
+        return buffer[:nbytes].view(dtype).view(shape)
+
+
+def _shared_bytes(size: int) -> torch.Tensor:
+    """Uninitialised bytes in shared memory (share_memory_() on a fresh tensor would copy it there)."""
+    new_shared = getattr(torch.UntypedStorage, "_new_shared", None)  # private torch API: fall back if gone
+    if new_shared is None:
+        return torch.empty(size, dtype=torch.uint8).share_memory_()
+    return torch.empty(0, dtype=torch.uint8).set_(new_shared(size), 0, (size,))
+
+
+def _torch_dtype(dtype: np.dtype) -> torch.dtype:
+    return torch.from_numpy(np.empty(0, dtype)).dtype
+
+
+class _FrameBuffers(torch.utils.data.Dataset):
+    """Item k: buffer k of the epoch as (full batches (n, B, ...), leftover frames (r, ...)), written into
+    `slots` (PREFETCH + 2 per worker; with 0 workers the main process assembles into 2 it alternates)."""
+
     def __init__(self, paths: Sequence[Path], schema: EpisodeSchema, key: str, order: np.ndarray,
-                 buffer_episodes: int, batch_size: int, seed: int | None, shuffle: bool, ring: int = 0) -> None:
+                 buffer_episodes: int, batch_size: int, seed: int | None, shuffle: bool, slots: int) -> None:
         self.paths, self.schema, self.key = list(paths), schema, key
         self.chunks = [order[i:i + buffer_episodes] for i in range(0, len(order), buffer_episodes)]
-        self.batch_size, self.seed, self.shuffle, self.ring = batch_size, seed, shuffle, ring
-        self._slots: dict[int, torch.Tensor] = {}
-        self._served = 0  # buffers this process has built
+        self.batch_size, self.seed, self.shuffle = batch_size, seed, shuffle
+        self.slots = _Slots(slots)
 
     def __len__(self) -> int:
         return len(self.chunks)
@@ -87,9 +118,9 @@ class _FrameBuffers(torch.utils.data.Dataset):
             return _Failed(str(e))
 
     def assemble(self, k: int, parts: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Each episode's frames straight to their shuffled places in a reused slot (one copy); cut batches."""
+        """Each episode's frames straight to their shuffled places in a slot (one copy); cut batches."""
         total = sum(len(x) for x in parts)
-        out = self._output(total, parts[0])
+        out = self.slots.take((total, *parts[0].shape[1:]), _torch_dtype(parts[0].dtype))
         places = (np.random.default_rng(None if self.seed is None else [self.seed, k]).permutation(total)
                   if self.shuffle else np.arange(total))
         target, start = out.numpy(), 0
@@ -99,36 +130,35 @@ class _FrameBuffers(torch.utils.data.Dataset):
         full = total // self.batch_size * self.batch_size
         return out[:full].view(-1, self.batch_size, *out.shape[1:]), out[full:]
 
-    def _output(self, total: int, like: np.ndarray) -> torch.Tensor:
-        dtype = torch.from_numpy(np.empty(0, like.dtype)).dtype
-        if not self.ring:
-            return torch.empty((total, *like.shape[1:]), dtype=dtype)
-        slot = self._served % self.ring
-        self._served += 1
-        buffer = self._slots.get(slot)
-        if buffer is None or len(buffer) < total or buffer.shape[1:] != like.shape[1:]:
-            shape = (total + total // 4, *like.shape[1:])  # room for the larger buffers to come
-            if torch.utils.data.get_worker_info() is None:
-                buffer = torch.empty(shape, dtype=dtype)
-            else:  # in shared memory from the start: it crosses to the main process without a copy
-                storage = torch.UntypedStorage._new_shared(math.prod(shape) * dtype.itemsize)
-                buffer = torch.empty(0, dtype=dtype).set_(storage, 0, shape)
-            self._slots[slot] = buffer
-        return buffer[:total]
-
 
 class _Episodes(torch.utils.data.Dataset):
-    def __init__(self, paths: Sequence[Path], schema: EpisodeSchema) -> None:
-        self.paths, self.schema = list(paths), schema
+    """Item i: episode i; in a worker, its arrays packed into one of `slots` shared buffers (see _Slots)."""
+
+    def __init__(self, paths: Sequence[Path], schema: EpisodeSchema, slots: int) -> None:
+        self.paths, self.schema, self.slots = list(paths), schema, _Slots(slots)
 
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, i: int) -> dict[str, np.ndarray] | _Failed:
+    def __getitem__(self, i: int) -> dict[str, np.ndarray | torch.Tensor] | _Failed:
+        in_worker = torch.utils.data.get_worker_info() is not None
         try:
-            return load_episode(self.paths[i], self.schema)
+            arrays = load_episode(self.paths[i], self.schema, writable=not in_worker)
         except DataError as e:
             return _Failed(str(e))
+        if not in_worker or not all(a.dtype.isnative for a in arrays.values()):
+            return arrays
+        places, end = {}, 0
+        for key, a in arrays.items():
+            places[key] = end
+            end += -(-a.nbytes // 64) * 64  # each array 64-byte aligned, so any dtype can view it
+        packed = self.slots.take((end,), torch.uint8)
+        out = {}
+        for key, a in arrays.items():
+            view = packed[places[key]:places[key] + a.nbytes].view(_torch_dtype(a.dtype)).view(a.shape)
+            view.numpy()[...] = a
+            out[key] = view
+        return out
 
 
 def _items(dataset: torch.utils.data.Dataset, workers: int, pin_memory: bool) -> Iterator:
@@ -154,6 +184,9 @@ def _items(dataset: torch.utils.data.Dataset, workers: int, pin_memory: bool) ->
                                          pin_memory=pin_memory, prefetch_factor=PREFETCH, timeout=WORKER_TIMEOUT,
                                          worker_init_fn=_worker_init)
     iterator = iter(loader)
+    # The last items of every worker stay referenced here, so their slots stay mapped: torch maps a
+    # shared buffer it still holds only once, and the next item in that slot is read without page faults.
+    recent: collections.deque = collections.deque(maxlen=0 if pin_memory else (PREFETCH + 2) * workers)
     try:
         while True:
             try:
@@ -162,6 +195,7 @@ def _items(dataset: torch.utils.data.Dataset, workers: int, pin_memory: bool) ->
                 return
             except RuntimeError as e:  # a worker died (killed, out of memory): the DataLoader says which
                 raise DataError(f"loader: {str(e).splitlines()[0]}") from None
+            recent.append(item)
             yield item
     finally:
         with contextlib.suppress(Exception):
@@ -201,7 +235,7 @@ def frame_batches(paths: Sequence[Path], schema: EpisodeSchema, batch_size: int,
         np.random.default_rng(None if seed is None else [seed, 2**32 - 1]).shuffle(order)  # buffers use [seed, k]
     # Slots reused: per worker, PREFETCH + 2 (see _FrameBuffers); here, 2 (item k waits for k - 2's slot).
     dataset = _FrameBuffers(paths, schema, key, order, buffer_episodes, batch_size, seed, shuffle,
-                            ring=PREFETCH + 2 if workers else 2)
+                            slots=PREFETCH + 2 if workers else 2)
     in_slots = not pin_memory  # pinned items are fresh copies already
     waiting: list[torch.Tensor] = []  # leftover frames of earlier buffers, fewer than a batch
     waiting_count = 0
@@ -227,13 +261,24 @@ def frame_batches(paths: Sequence[Path], schema: EpisodeSchema, batch_size: int,
         items.close()
 
 
-def episodes(paths: Sequence[Path], schema: EpisodeSchema, workers: int = 0) -> Iterator[dict[str, np.ndarray]]:
-    """Whole validated episodes in `paths` order, decoded `workers` at a time (0: one thread ahead)."""
-    items = _items(_Episodes(paths, schema), workers, pin_memory=False)
+def episodes(paths: Sequence[Path], schema: EpisodeSchema, workers: int = 0,
+             keep: bool = True) -> Iterator[dict[str, np.ndarray]]:
+    """Whole validated episodes in `paths` order, decoded `workers` at a time (0: one thread ahead).
+
+    keep=False (a consumer done with each episode before it asks for the next, like stage 03): with
+    workers an episode may be a view of a slot that is rewritten a few episodes later.
+    """
+    items = _items(_Episodes(paths, schema, slots=PREFETCH + 2), workers, pin_memory=False)
     try:
         for item in items:
             if isinstance(item, _Failed):
                 raise DataError(item.message)
-            yield {k: v.numpy() if isinstance(v, torch.Tensor) else v for k, v in item.items()}
+            yield {k: _array(v, keep) for k, v in item.items()}
     finally:
         items.close()
+
+
+def _array(value: np.ndarray | torch.Tensor, keep: bool) -> np.ndarray:
+    if not isinstance(value, torch.Tensor):
+        return value  # decoded here, the caller's already
+    return value.numpy().copy() if keep else value.numpy()

@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 import torch
 from test_rollouts import write_folder
+from test_series import save_vae
 from test_train_vae import config, doom_rollouts, rollouts  # noqa: F401 - fixtures
 
 from common.errors import DataError
+from data.encode import encode_rollouts, load_vae
 from data.episodes import load_episode
 from data.loader import episodes, frame_batches
 from data.rollouts import ROLLOUT_SCHEMA, RolloutFolder, episode_path
@@ -68,15 +70,21 @@ def test_corrupt_file_is_one_data_error_naming_it(folder):
             list(episodes(folder.paths, ROLLOUT_SCHEMA, workers=workers))
 
 
-def test_episodes_in_file_order_for_any_worker_count(folder):
+def test_episodes_in_file_order_for_any_worker_count(tmp_path):
+    # 20 episodes: more than the 2 workers' slots (4 each), so kept episodes outlive their slots' reuse
+    folder = RolloutFolder(write_folder(tmp_path / "r", [(7 * i) % 23 + 1 for i in range(20)]))
+    wanted = [load_episode(path, ROLLOUT_SCHEMA) for path in folder.paths]
     for workers in (0, 2):
-        got = list(episodes(folder.paths, ROLLOUT_SCHEMA, workers=workers))
-        assert len(got) == len(LENGTHS)
-        for path, episode in zip(folder.paths, got):
-            want = load_episode(path, ROLLOUT_SCHEMA)
+        got = list(episodes(folder.paths, ROLLOUT_SCHEMA, workers=workers))  # keep=True: all kept
+        assert len(got) == len(wanted)
+        for episode, want in zip(got, wanted):
             assert set(episode) == set(want) and isinstance(episode["obs"], np.ndarray)
             for k in want:
+                assert episode[k].dtype == want[k].dtype
                 np.testing.assert_array_equal(episode[k], want[k])
+        seen = [{k: v.tobytes() for k, v in e.items()}  # keep=False: each used before the next comes
+                for e in episodes(folder.paths, ROLLOUT_SCHEMA, workers=workers, keep=False)]
+        assert seen == [{k: v.tobytes() for k, v in e.items()} for e in wanted]
 
 
 def weights(vae_folder) -> dict:
@@ -113,3 +121,17 @@ def test_stage02_same_weights_with_other_loader_workers_and_after_a_resume(rollo
         assert runs[name].keys() == runs["thread"].keys()
         for k in runs["thread"]:
             assert torch.equal(runs[name][k], runs["thread"][k]), (name, k)
+
+
+def test_stage03_same_series_files_with_worker_processes(tmp_path):
+    """Stage 03 takes episodes as views of the workers' reused slots (keep=False): nothing it writes may
+    differ from the series of the plain thread reader, over more episodes than the workers have slots."""
+    rollout_folder = RolloutFolder(write_folder(tmp_path / "r", [(5 * i) % 17 + 2 for i in range(20)]))
+    save_vae(tmp_path / "vae.pt")
+    vae, identity = load_vae(tmp_path / "vae.pt", None, torch.device("cpu"))
+    files = {}
+    for workers in (0, 2):
+        out = tmp_path / f"series{workers}"
+        encode_rollouts(rollout_folder, vae, identity, out, batch_size=8, progress=False, loader_workers=workers)
+        files[workers] = {p.name: p.read_bytes() for p in sorted(out.glob("*.npz"))}
+    assert len(files[0]) == 21 and files[2] == files[0]  # 20 series + initial_z.npz, byte for byte
