@@ -35,7 +35,7 @@ import ray
 import ray.exceptions
 
 from common.errors import UserError
-from common.workers import WorkerError, _stderr, _Task
+from common.workers import TaskPool, WorkerError, _stderr, _Task
 
 _REPO = Path(__file__).resolve().parents[1]
 _NOT_SHIPPED = [".git", ".venv", "venv", "__pycache__", "runs", "docs", "*.npz", "*.pt", "*.gif", "*.mp4"]
@@ -92,7 +92,7 @@ def connect(address: str | None) -> None:
         raise UserError(f"--ray_address {address}: cannot join that Ray cluster ({str(e).splitlines()[0]})") from None
 
 
-class RayPool:
+class RayPool(TaskPool):
     """Run tasks on `num_workers` Ray actors (None: one per CPU of the cluster)."""
 
     def __init__(self, num_workers: int | None, initializer: Callable[..., None] | None = None,
@@ -134,27 +134,6 @@ class RayPool:
     def num_workers(self) -> int:
         return self._num_workers
 
-    def submit(self, key: Hashable, fn: Callable[..., Any], *args: Any) -> None:
-        self._queue.append(_Task(key, fn, args))
-        self._dispatch()
-
-    def next_result(self) -> tuple[Hashable, Any]:
-        """Block until some task finishes; return (key, result) or raise WorkerError."""
-        if self.pending == 0:
-            raise RuntimeError("next_result() with no pending task")
-        while True:
-            self._dispatch()
-            refs = list(self._running) + list(self._starting)
-            ready, _ = ray.wait(refs, num_returns=1, timeout=self._wait_timeout())
-            for ref in ready:
-                if ref in self._starting:
-                    self._started(ref)
-                    continue
-                outcome = self._finished(ref)
-                if outcome is not None:
-                    return outcome
-            self._check_deadlines()
-
     def close(self) -> None:
         """Kill the actors now (pending tasks are dropped)."""
         if self._closed:
@@ -164,13 +143,20 @@ class RayPool:
                       *(c.actor for c in getattr(self, "_running", {}).values())]:
             _kill(actor)
 
-    def __enter__(self) -> RayPool:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     # -- internals --------------------------------------------------------------------------------
+    def _wait_once(self) -> tuple[Hashable, Any] | None:
+        refs = list(self._running) + list(self._starting)
+        ready, _ = ray.wait(refs, num_returns=1, timeout=self._wait_timeout())
+        for ref in ready:
+            if ref in self._starting:
+                self._started(ref)
+                continue
+            outcome = self._finished(ref)
+            if outcome is not None:
+                return outcome
+        self._check_deadlines()
+        return None
+
     def _start_actor(self) -> None:
         actor = self._host.remote(self._initializer, self._initargs)
         self._starting[actor.ready.remote()] = actor

@@ -31,32 +31,12 @@ import time
 import traceback
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Self
 
 from tqdm import tqdm
 
 _CTX = multiprocessing.get_context("spawn")
 _POLL_SECONDS = 1.0  # how often exit codes are checked when no pipe says anything
-
-
-class TaskPool(Protocol):
-    """What stages need from a pool: WorkerPool here, common.ray_pool.RayPool on a cluster."""
-
-    @property
-    def pending(self) -> int: ...
-
-    @property
-    def num_workers(self) -> int: ...
-
-    def submit(self, key: Hashable, fn: Callable[..., Any], *args: Any) -> None: ...
-
-    def next_result(self) -> tuple[Hashable, Any]: ...
-
-    def close(self) -> None: ...
-
-    def __enter__(self) -> TaskPool: ...
-
-    def __exit__(self, *exc: object) -> None: ...
 
 
 class WorkerError(RuntimeError):
@@ -79,6 +59,56 @@ class _Task:
         """The rule both pools apply when a worker is lost under this task: retry, or fail it for good."""
         if self.attempts > max_retries:
             raise WorkerError(self.key, f"task {self.key!r} failed {self.attempts} times; last: {why}")
+
+
+class TaskPool:
+    """What stages need from a pool, and what both pools share: WorkerPool here, common.ray_pool.RayPool
+    on a cluster. Submitted tasks wait in `_queue` until `_dispatch` hands them to idle workers, and
+    `next_result` waits round after round (`_wait_once`) until one finishes. A pool fills in those two
+    steps, `pending`, `num_workers` and `close`."""
+
+    _queue: collections.deque[_Task]
+
+    @property
+    def pending(self) -> int:
+        """Tasks submitted and not yet returned by next_result()."""
+        raise NotImplementedError
+
+    def submit(self, key: Hashable, fn: Callable[..., Any], *args: Any) -> None:
+        self._queue.append(_Task(key, fn, args))
+        self._dispatch()
+
+    def next_result(self) -> tuple[Hashable, Any]:
+        """Block until some task finishes; return (key, result) or raise WorkerError."""
+        if self.pending == 0:
+            raise RuntimeError("next_result() with no pending task")
+        while True:
+            self._dispatch()
+            outcome = self._wait_once()
+            if outcome is not None:
+                return outcome
+
+    @property
+    def num_workers(self) -> int:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Stop the workers now (pending tasks are dropped)."""
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _dispatch(self) -> None:
+        """Start queued tasks on idle workers."""
+        raise NotImplementedError
+
+    def _wait_once(self) -> tuple[Hashable, Any] | None:
+        """Wait (boundedly) for the running tasks; a finished task's (key, result), or None for another round."""
+        raise NotImplementedError
 
 
 @dataclass
@@ -154,7 +184,7 @@ def _serve(conn: Any, initializer: Callable[..., None] | None, initargs: tuple) 
             return True
 
 
-class WorkerPool:
+class WorkerPool(TaskPool):
     """Run tasks on `num_workers` spawn processes; collect results with `next_result()`.
 
     `log` receives one-line reports of deaths, timeouts and restarts (default: stderr, tqdm-safe).
@@ -183,39 +213,11 @@ class WorkerPool:
     # -- public API ---------------------------------------------------------------------------
     @property
     def pending(self) -> int:
-        """Tasks submitted and not yet returned by next_result()."""
         return len(self._queue) + sum(w.task is not None for w in self._workers)
 
     @property
     def num_workers(self) -> int:
         return len(self._workers)
-
-    def submit(self, key: Hashable, fn: Callable[..., Any], *args: Any) -> None:
-        self._queue.append(_Task(key, fn, args))
-        self._dispatch()
-
-    def next_result(self) -> tuple[Hashable, Any]:
-        """Block until some task finishes; return (key, result) or raise WorkerError."""
-        if self.pending == 0:
-            raise RuntimeError("next_result() with no pending task")
-        while True:
-            self._dispatch()
-            busy = [w for w in self._workers if w.task is not None]
-            waitables = [w.conn for w in busy] + [w.process.sentinel for w in busy]
-            ready = multiprocessing.connection.wait(waitables, timeout=self._wait_timeout(busy))
-            for worker in busy:
-                if worker.conn in ready:
-                    outcome = self._receive(worker)
-                    if outcome is not None:
-                        return outcome
-                elif worker.process.sentinel in ready or not worker.process.is_alive():
-                    self._replace(worker, self._death_report(worker))
-            now = time.monotonic()
-            for worker in busy:
-                if worker.task is not None and self._overdue(worker, now):
-                    _kill_group(worker.process)
-                    worker.process.join()
-                    self._replace(worker, f"task ran longer than {self.task_timeout:g} s")
 
     def close(self) -> None:
         """Stop all workers now (pending tasks are dropped)."""
@@ -239,13 +241,26 @@ class WorkerPool:
             w.conn.close()
         self._queue.clear()
 
-    def __enter__(self) -> WorkerPool:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     # -- internals ----------------------------------------------------------------------------
+    def _wait_once(self) -> tuple[Hashable, Any] | None:
+        busy = [w for w in self._workers if w.task is not None]
+        waitables = [w.conn for w in busy] + [w.process.sentinel for w in busy]
+        ready = multiprocessing.connection.wait(waitables, timeout=self._wait_timeout(busy))
+        for worker in busy:
+            if worker.conn in ready:
+                outcome = self._receive(worker)
+                if outcome is not None:
+                    return outcome
+            elif worker.process.sentinel in ready or not worker.process.is_alive():
+                self._replace(worker, self._death_report(worker))
+        now = time.monotonic()
+        for worker in busy:
+            if worker.task is not None and self._overdue(worker, now):
+                _kill_group(worker.process)
+                worker.process.join()
+                self._replace(worker, f"task ran longer than {self.task_timeout:g} s")
+        return None
+
     def _start_worker(self) -> _Worker:
         parent_conn, child_conn = _CTX.Pipe()
         process = _CTX.Process(
