@@ -25,7 +25,7 @@ from common.scalars import require_tensorboard
 from common.workers import WorkerError
 from control.calibration import data_policy_of, default_check_episodes, preflight
 from control.options import add_done_flag, add_world_flags, real_env_kwargs, world_paths
-from control.train import STATE_FILE, ControllerTrainConfig, train_controller
+from control.train import OLD_STATE_FILE, STATE_FILE, ControllerTrainConfig, train_controller
 from control.world import load_mdnrnn, load_world
 from envs.registry import get_spec
 
@@ -98,7 +98,7 @@ def main() -> None:
         worker_timeout=args.worker_timeout,
     )
     episodes = default_check_episodes(spec) if args.calibration_episodes is None else args.calibration_episodes
-    fresh = args.new_model or not (out_dir / STATE_FILE).exists()
+    fresh = args.new_model or not any((out_dir / name).exists() for name in (STATE_FILE, OLD_STATE_FILE))
     if args.mode == "dream" and episodes and fresh:
         world = load_world(paths, resolve_device(args.device), with_vae=False, done_mode=args.done)
         preflight(world, data_policy_of(logdir, spec), temperature, config.max_steps, episodes,

@@ -8,10 +8,15 @@ generation. (The reference shared each seed between pairs of candidates.) Seeds 
 Every `eval_every` generations the CMA mean (what the reference evaluated and saved) is scored on fixed
 seeds; `best.pt` keeps the best such mean. The CMA state is saved after every generation, so rerunning
 the same command continues where a killed run stopped.
+
+The state file is the commit point of a generation: it is written last and carries everything a resume
+needs (the run's settings, time, best eval), so a kill between any two writes leaves the previous
+generation committed and the rerun redoes the one that was cut short, writing the same files again.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +27,7 @@ import torch
 from tqdm import tqdm
 
 from common.backend import LOCAL, Backend
-from common.checkpoints import load_checkpoint, save_checkpoint
+from common.checkpoints import save_checkpoint
 from common.csvlog import CsvLog, drop_rows_after, read_csv
 from common.errors import DataError
 from common.plot import line_chart
@@ -32,7 +37,8 @@ from control.real import agent_episode_task, init_worker
 from control.world import WorldPaths, load_world
 from envs.dream import WorldModel, rollout_population
 
-STATE_FILE = "es_state.pkl"
+STATE_FILE = "es_state.npz"
+OLD_STATE_FILE = "es_state.pkl"  # pickled by versions before 2026-12; no longer loaded
 EVAL_SEED_BASE = 1_000_000  # evaluation scenarios, fixed for the whole run
 LOG_FIELDS = ["generation", "seconds", "mean_fitness", "min_fitness", "max_fitness", "std_fitness",
               "sigma", "rms_stdev", "mean_length", "eval_score", "eval_std", "best_eval"]
@@ -133,20 +139,20 @@ def train_controller(config: ControllerTrainConfig, paths: WorldPaths, out_dir: 
     state_path, last_path, best_path = out_dir / STATE_FILE, out_dir / "last.pt", out_dir / "best.pt"
     log_path = out_dir / "log.csv"
     if new_model:
-        for p in (state_path, last_path, best_path, log_path, out_dir / "progress.png"):
+        for p in (state_path, out_dir / OLD_STATE_FILE, last_path, best_path, log_path, out_dir / "progress.png"):
             p.unlink(missing_ok=True)
 
     best_eval, best_generation, seconds_before = None, None, 0.0
     if state_path.exists():
-        last = load_checkpoint(last_path, "controller", expect=record, hint="use --new_model to start over")
-        es = CMAES.load(state_path)
-        if es.generation != last["progress"].get("generation"):
-            raise DataError(f"{state_path}: CMA state is at generation {es.generation} but {last_path} at "
-                            f"{last['progress'].get('generation')}; use --new_model to start over")
-        seconds_before = float(last["progress"].get("seconds", 0.0))
-        best_eval = last["progress"].get("best_eval")
-        best_generation = last["progress"].get("best_generation")
+        es, saved = CMAES.load(state_path)
+        _check_same_run(state_path, saved.get("record"), record)
+        progress = saved.get("progress") or {}
+        seconds_before = float(progress.get("seconds", 0.0))
+        best_eval, best_generation = progress.get("best_eval"), progress.get("best_generation")
         drop_rows_after(log_path, "generation", es.generation)
+    elif (out_dir / OLD_STATE_FILE).exists():
+        raise DataError(f"{out_dir / OLD_STATE_FILE}: a CMA-ES state pickled by an older version, which is not "
+                        "loaded (a pickle can run code); use --new_model to start over")
     else:
         es = CMAES(world.controller.num_params, config.sigma_init, config.pop_size, config.seed)
     scalars = ScalarMirror(out_dir, "generation", next_step=es.generation + 1) if tensorboard else None
@@ -185,10 +191,10 @@ def train_controller(config: ControllerTrainConfig, paths: WorldPaths, out_dir: 
             seconds = seconds_before + time.perf_counter() - started
             row.update(seconds=seconds, best_eval="" if best_eval is None else best_eval)
             log.append(row)
-            save_checkpoint(last_path, "controller", record, {"params": torch.as_tensor(es.mean)},
-                            progress={"generation": generation, "seconds": seconds, "best_eval": best_eval,
-                                      "best_generation": best_generation})
-            es.save(state_path)
+            progress = {"generation": generation, "seconds": seconds, "best_eval": best_eval,
+                        "best_generation": best_generation}
+            save_checkpoint(last_path, "controller", record, {"params": torch.as_tensor(es.mean)}, progress=progress)
+            es.save(state_path, {"record": record, "progress": progress})  # the commit point: written last
             plot_progress(log_path, out_dir / "progress.png")
             bar.update(1)
             bar.set_postfix(mean=f"{row['mean_fitness']:.1f}", max=f"{row['max_fitness']:.1f}",
@@ -203,6 +209,17 @@ def train_controller(config: ControllerTrainConfig, paths: WorldPaths, out_dir: 
             scalars.close()
     return TrainResult(es.generation, best_eval, best_generation,
                        seconds_before + time.perf_counter() - started, stopped_early)
+
+
+def _check_same_run(path: Path, saved: Any, record: dict[str, Any]) -> None:
+    """A resume must use the settings the saved run was trained with (compared as JSON, as saved)."""
+    expected = json.loads(json.dumps(record))
+    if not isinstance(saved, dict):
+        raise DataError(f"{path}: has no record of the run's settings; use --new_model to start over")
+    for key, value in expected.items():
+        if saved.get(key) != value:
+            raise DataError(f"{path}: the saved run has {key}={saved.get(key)!r}, this run needs {key}={value!r}; "
+                            "use --new_model to start over")
 
 
 def plot_progress(log_path: Path, png_path: Path) -> None:
