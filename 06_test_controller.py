@@ -13,17 +13,19 @@ import os
 from pathlib import Path
 
 from common.backend import add_backend_flags, backend_from_args
-from common.cli import ArgumentParser, non_negative_int, positive_float, positive_int, run_main
+from common.cli import ArgumentParser, non_negative_float, non_negative_int, positive_float, positive_int, run_main
 from common.device import DEVICE_HELP, resolve_device
-from common.errors import UserError
+from common.errors import DataError, UserError
 from common.workers import WorkerError
 from control.evaluate import (
     Scores,
+    ScoresSource,
     baseline_label,
     compare_on_common_seeds,
     controller_done_mode,
     evaluate_dream,
     evaluate_real,
+    file_sha256,
     load_controller,
     load_scores,
     record_dream_episode,
@@ -53,7 +55,7 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--episodes", type=positive_int, default=100, help="episodes to score (reference: 100)")
     p.add_argument("--seed", type=non_negative_int, default=0, help="episode i uses seed + i")
     p.add_argument("--dream", action="store_true", help="score in the dream (M as simulator) instead")
-    p.add_argument("--temperature", type=float, default=None,
+    p.add_argument("--temperature", type=non_negative_float, default=None,
                    help="dream temperature (default: the env's; 1.15 for doom)")
     p.add_argument("--random", action="store_true",
                    help="score the random policy instead of the controller (the baseline; same seeds)")
@@ -98,11 +100,17 @@ def main() -> None:
         raise UserError("--random scores the real env only; drop --dream")
 
     params, done_mode = None, args.done or "threshold"
+    path = Path(args.controller) if args.controller else best_or_last(logdir / "controller")
+    # (path, sha256) of the controller scored now, or (--random) of the one whose saved scores count
+    current = (str(path), file_sha256(path)) if path.is_file() else None
     if not args.random:
         world = load_world(paths, "cpu", with_vae=not args.dream or args.record is not None)
-        path = Path(args.controller) if args.controller else best_or_last(logdir / "controller")
         params = load_controller(path, spec.name, world.controller.num_params)
         done_mode = args.done or controller_done_mode(path)
+    source = ScoresSource("dream" if args.dream else "real", policy if args.random else "controller",
+                          "" if args.random else str(path), "" if args.random else current[1],
+                          spec.name, spec.options_to_record(env_kwargs), max_steps,
+                          done_mode if args.dream else "", temperature if args.dream else None)
 
     if args.render:
         if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
@@ -123,7 +131,7 @@ def main() -> None:
     except WorkerError as e:
         raise UserError(str(e)) from None
     print_scores(result)
-    compare_with_saved(logdir / SCORES_DIR, result, args, policy, temperature, done_mode)
+    compare_with_saved(logdir / SCORES_DIR, result, args, policy, source, current)
     if args.record:
         if args.dream:
             score, length = record_dream_episode(paths, params, seeds[0], temperature, max_steps, Path(args.record),
@@ -143,27 +151,56 @@ def scores_file(random: bool, dream: bool, policy: str, temperature: float, done
     return f"real_random_{policy.replace(':', '_').replace(',', '_')}.csv" if random else f"real_{name}.csv"
 
 
-def compare_with_saved(folder: Path, result: Scores, args: argparse.Namespace, policy: str,
-                       temperature: float, done_mode: str) -> None:
-    """Save this run's scores; in the real env, test controller vs random on the seeds both have scored."""
+def compare_with_saved(folder: Path, result: Scores, args: argparse.Namespace, policy: str, source: ScoresSource,
+                       current_controller: tuple[str, str] | None) -> None:
+    """Save this run's scores; in the real env, test controller vs random on the seeds both have scored, if
+    both files come from the same settings (and the controller side from `current_controller`)."""
     try:
-        save_scores(result, folder / scores_file(args.random, args.dream, policy, temperature, done_mode,
-                                                 args.controller))
+        save_scores(result, folder / scores_file(args.random, args.dream, policy, source.temperature or 0.0,
+                                                 source.done or "threshold", args.controller), source)
     except OSError as e:
         print(f"warning: could not save the scores under {folder} ({e})")
         return
     if args.dream:
         return
-    other_file = folder / scores_file(not args.random, False, policy, temperature, controller=args.controller)
+    other_file = folder / scores_file(not args.random, False, policy, 0.0, controller=args.controller)
+    rerun = f"rerun {'without' if args.random else 'with'} --random and this run's other flags"
     if not other_file.exists():
-        rerun = "without --random" if args.random else "with --random"
-        print(f"(rerun {rerun} on the same seeds to test the difference)")
+        print(f"({rerun} on the same seeds to test the difference)")
         return
-    other = load_scores(other_file, "controller (real)" if args.random else baseline_label(policy))
+    label = "controller (real)" if args.random else baseline_label(policy)
+    try:
+        other = load_scores(other_file, label)
+    except DataError as e:
+        print(f"not compared: {e}")
+        return
+    why_not = mismatch(other, source, current_controller)
+    if why_not:
+        print(f"not compared with {other_file}: {why_not}; {rerun} to compare")
+        return
     controller, random = (other, result) if args.random else (result, other)
     comparison = compare_on_common_seeds(controller, random)
     if comparison is not None:
         print(f"same {comparison.n_a} seeds: {comparison.line()}")
+        if args.random and current_controller is None:
+            print(f"(the controller side is {other.source.controller}, sha256 {other.source.controller_sha256[:12]}, "
+                  "which is no longer there to check)")
+
+
+def mismatch(other: Scores, source: ScoresSource, current_controller: tuple[str, str] | None) -> str:
+    """Why `other`'s scores cannot be set against this run's ('' when they can)."""
+    if other.source is None:
+        return "the file does not record the settings that produced it (written by an older version), so it " \
+               "cannot be matched"
+    differences = source.differences(other.source)
+    if differences:
+        return ", ".join(differences)
+    if other.source.policy == "controller" and current_controller is not None:
+        then, (path, sha256) = other.source, current_controller
+        if then.controller_sha256 != sha256:
+            return (f"it scored another controller ({then.controller} sha256 {then.controller_sha256[:12]} then, "
+                    f"{path} sha256 {sha256[:12]} now)")
+    return ""
 
 
 def print_scores(result: Scores) -> None:

@@ -34,6 +34,14 @@ def read_csv(path: str | Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
+def write_csv(path: str | Path, fields: list[str], rows: list[dict[str, Any]]) -> None:
+    """A whole table at once (atomic), through the csv module, so a label with commas or quotes stays in its column."""
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fields)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
 def _fmt(value: Any) -> Any:
     return f"{value:.6g}" if isinstance(value, float) else value
 

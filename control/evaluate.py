@@ -6,6 +6,9 @@ random policy face the same episodes, and a rerun gives the same scores.
 
 from __future__ import annotations
 
+import csv
+import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,10 +16,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from common.atomic import atomic_path
 from common.backend import LOCAL, Backend
 from common.checkpoints import load_checkpoint
-from common.csvlog import read_csv
+from common.csvlog import read_csv, write_csv
 from common.errors import DataError
 from common.recorder import save_video, side_by_side
 from common.stats import Comparison, welch
@@ -37,6 +39,7 @@ class Scores:
     scores: np.ndarray
     lengths: np.ndarray
     invalid: np.ndarray | None = None  # per episode, actions the env refused (None: the env has no such rule)
+    source: ScoresSource | None = None  # what a loaded scores file says produced it (None: unknown)
 
     def summary(self) -> str:
         refused = "" if self.invalid is None else (f", {int((self.invalid > 0).sum())} ended by an invalid "
@@ -46,28 +49,88 @@ class Scores:
                 f"mean length {self.lengths.mean():.0f}{refused})")
 
 
-def save_scores(result: Scores, path: Path) -> None:
-    """Per-episode seed, score, length (and invalid actions) as CSV (atomic), to compare runs on the same seeds."""
+SCORE_FIELDS = ["seed", "score", "length", "invalid"]
+SOURCE_FIELDS = ["world", "policy", "controller", "controller_sha256", "env", "env_options", "max_steps", "done",
+                 "temperature"]
+
+
+@dataclass(frozen=True)
+class ScoresSource:
+    """What produced a scores file: two files are compared only when the settings that shape an episode agree."""
+    world: str  # "real" or "dream"
+    policy: str  # "controller", or the baseline policy's name ("sticky", "constant:0,1,0", ...)
+    controller: str  # the checkpoint scored, as named on the command line or found ("" for a baseline)
+    controller_sha256: str  # sha256 of that file's bytes ("" for a baseline)
+    env: str
+    env_options: dict  # the real env's options, defaults filled in
+    max_steps: int
+    done: str = ""  # dream only: the done rule
+    temperature: float | None = None  # dream only
+
+    def row(self) -> dict[str, str]:
+        return {"world": self.world, "policy": self.policy, "controller": self.controller,
+                "controller_sha256": self.controller_sha256, "env": self.env,
+                "env_options": json.dumps(self.env_options, sort_keys=True), "max_steps": str(self.max_steps),
+                "done": self.done, "temperature": "" if self.temperature is None else f"{self.temperature:g}"}
+
+    @classmethod
+    def from_row(cls, row: dict[str, str]) -> ScoresSource:
+        return cls(row["world"], row["policy"], row["controller"], row["controller_sha256"], row["env"],
+                   json.loads(row["env_options"]), int(row["max_steps"]), row["done"],
+                   float(row["temperature"]) if row["temperature"] else None)
+
+    def differences(self, other: ScoresSource) -> list[str]:
+        """The episode-shaping settings (env, its options, step cap, real or dream) that differ, in words."""
+        def show(value: object) -> str:
+            return json.dumps(value, sort_keys=True) if isinstance(value, dict) else str(value)
+
+        names = {"env": "env", "env_options": "env options", "max_steps": "max_steps", "world": "world"}
+        return [f"{label} {show(getattr(self, name))} here vs {show(getattr(other, name))} there"
+                for name, label in names.items() if getattr(self, name) != getattr(other, name)]
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file's bytes: which controller checkpoint a scores file came from."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def save_scores(result: Scores, path: Path, source: ScoresSource) -> None:
+    """Per-episode seed, score, length (and invalid actions), each row with the settings that produced it,
+    as CSV (atomic), to compare runs on the same seeds and only runs that match."""
     path.parent.mkdir(parents=True, exist_ok=True)
     invalid = result.invalid if result.invalid is not None else [None] * len(result.seeds)
-    rows = ["seed,score,length,invalid"] + [
-        f"{s},{x:g},{int(n)},{'' if k is None else int(k)}"
-        for s, x, n, k in zip(result.seeds, result.scores, result.lengths, invalid)]
-    with atomic_path(path) as tmp:
-        Path(tmp).write_text("\n".join(rows) + "\n")
+    about = source.row()
+    write_csv(path, SCORE_FIELDS + SOURCE_FIELDS, [
+        {"seed": s, "score": f"{x:g}", "length": int(n), "invalid": "" if k is None else int(k), **about}
+        for s, x, n, k in zip(result.seeds, result.scores, result.lengths, invalid)])
 
 
 def load_scores(path: Path, label: str) -> Scores:
-    rows = read_csv(path)
+    """A scores file; its `source` is None when it predates the settings columns or its rows disagree on them."""
+    try:
+        rows = read_csv(path)
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise DataError(f"{path}: cannot read scores ({e})") from None
     try:
         seeds = [int(r["seed"]) for r in rows]
         scores = np.array([float(r["score"]) for r in rows])
         lengths = np.array([float(r["length"]) for r in rows])
         invalid = (np.array([float(r["invalid"]) for r in rows])
                    if rows and rows[0].get("invalid") not in (None, "") else None)
-    except (KeyError, ValueError) as e:
+    except (KeyError, ValueError, TypeError) as e:
         raise DataError(f"{path}: not a scores file written by 06_test_controller.py ({e})") from None
-    return Scores(label, seeds, scores, lengths, invalid)
+    source = None
+    if rows and all(rows[0].get(k) is not None for k in SOURCE_FIELDS):
+        kinds = {tuple(r[k] for k in SOURCE_FIELDS) for r in rows}
+        try:
+            source = ScoresSource.from_row(rows[0]) if len(kinds) == 1 else None
+        except (ValueError, TypeError):
+            source = None
+    return Scores(label, seeds, scores, lengths, invalid, source)
 
 
 def compare_on_common_seeds(a: Scores, b: Scores) -> Comparison | None:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import re
 
 import torch
-from conftest import assert_one_line_error, run_stage
+from conftest import assert_one_line_error, run_cli, run_stage
 from PIL import Image
 from world_fixture import make_tiny_world
 
 from common.checkpoints import save_checkpoint
+from common.csvlog import read_csv, write_csv
 from models.vae import ConvVAE
 
 EPISODE_LINE = re.compile(r"^episode +\d+ +seed +\d+ +score +[\d.]+ +steps +\d+$")
@@ -41,7 +42,8 @@ def test_real_scores_random_baseline_and_recording(tmp_path):
     steps = int(re.search(r"recorded episode 0 \(seed 0, score [\d.]+, (\d+) steps\)", out).group(1))
     real_width = round(160 * 256 / 120)  # Doom's 160x120 screen at the recording's height
     assert gif.n_frames == steps and gif.size == (real_width + 2 * (4 + 256), 256)  # real | input | reconstruction
-    random_out = run_stage("06_test_controller.py", "--logdir", run, "--episodes", 3, "--random").stdout
+    random_out = run_stage("06_test_controller.py", "--logdir", run, "--episodes", 3, "--max_steps", 25,
+                           "--random").stdout
     seeds = [line.split()[3] for line in random_out.splitlines() if line.startswith("episode ")]
     assert seeds == ["0", "1", "2"]
     check_report(random_out, 3, "random policy (sticky, real)")
@@ -78,3 +80,56 @@ def test_vae_other_than_the_one_m_learned_from_is_refused(tmp_path):
     save_checkpoint(run / "vae" / "best.pt", "vae", {"env": "doom", "z_size": 8}, ConvVAE(8))  # "retrained" V
     result = run_stage("06_test_controller.py", "--logdir", run, "--episodes", 2, check=False)
     assert_one_line_error(result, "vae/best.pt", "not the VAE whose latents")
+
+
+def refusal(stdout: str, *needles: str) -> str:
+    """The one 'not compared' line, naming every needle, and no Welch line."""
+    lines = [line for line in stdout.splitlines() if line.startswith("not compared")]
+    assert len(lines) == 1, stdout
+    assert not any(line.startswith("same ") for line in stdout.splitlines()), stdout
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+    return lines[0]
+
+
+def compared(stdout: str, seeds: int) -> None:
+    assert any(line.startswith(f"same {seeds} seeds: ") for line in stdout.splitlines()), stdout
+    assert "not compared" not in stdout, stdout
+
+
+def test_scores_are_compared_only_when_made_alike(tmp_path):
+    run = make_tiny_world(tmp_path / "run")
+    controller = run / "controller" / "best.pt"
+    save_checkpoint(controller, "controller", {"env": "doom"}, {"params": torch.full((40,), 0.3)})
+
+    def score(*flags):
+        return run_cli("06_test_controller.py", "--logdir", run, "--episodes", 2, "--workers", 1, "--no_progress",
+                       *flags).stdout
+
+    assert "rerun with --random" in score("--max_steps", 20)
+    rows = read_csv(run / "scores" / "real_controller.csv")
+    assert {(r["world"], r["policy"], r["max_steps"], r["env"]) for r in rows} == {("real", "controller", "20", "doom")}
+    assert rows[0]["controller"] == str(controller) and len(rows[0]["controller_sha256"]) == 64
+
+    refusal(score("--random", "--max_steps", 30), "scores/real_controller.csv", "max_steps 30 here vs 20 there",
+            "rerun without --random")
+    refusal(score("--random", "--max_steps", 20, "--env_kwargs", '{"screen_flashes": true}'),
+            "env options", '"screen_flashes": true} here')
+    compared(score("--random", "--max_steps", 20), 2)
+
+    save_checkpoint(controller, "controller", {"env": "doom"}, {"params": torch.full((40,), -0.3)})  # retrained
+    refusal(score("--random", "--max_steps", 20), "scores/real_controller.csv", "another controller",
+            str(controller))
+    compared(score("--max_steps", 20), 2)  # the new controller scored: its file matches the random one again
+    compared(score("--random", "--max_steps", 20), 2)
+
+
+def test_score_files_from_before_settings_were_recorded_are_not_compared(tmp_path):
+    run = make_tiny_world(tmp_path / "run")
+    save_checkpoint(run / "controller" / "best.pt", "controller", {"env": "doom"}, {"params": torch.zeros(40)})
+    (run / "scores").mkdir()
+    write_csv(run / "scores" / "real_controller.csv", ["seed", "score", "length", "invalid"],
+              [{"seed": s, "score": 30 + s, "length": 30 + s, "invalid": ""} for s in range(2)])
+    out = run_cli("06_test_controller.py", "--logdir", run, "--episodes", 2, "--max_steps", 20, "--random",
+                  "--workers", 1, "--no_progress").stdout
+    refusal(out, "real_controller.csv", "does not record the settings")
