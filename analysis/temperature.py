@@ -13,7 +13,7 @@ import argparse
 from pathlib import Path
 
 from analysis.loading import require_logdir
-from common.atomic import atomic_path
+from common.csvlog import write_csv
 from common.errors import UserError
 from common.plot import line_chart
 from common.workers import WorkerError
@@ -64,10 +64,9 @@ def temperature(logdir: Path, out: Path, temperatures: tuple[float, ...] = PAPER
                        "steps)", "dream temperature tau", "score (steps survived)" if spec.survival_reward
                        else "score", size=(820, 440))
     table = out / "temperature.csv"
-    with atomic_path(table) as tmp:
-        lines = ["temperature,dream_mean,dream_std,real_mean,real_std"]
-        lines += [f"{t:g},{m:.3f},{s:.3f},{real_mean:.3f},{real_std:.3f}" for t, m, s in rows]
-        Path(tmp).write_text("\n".join(lines) + "\n")
+    write_csv(table, ["temperature", "dream_mean", "dream_std", "real_mean", "real_std"],
+              [{"temperature": f"{t:g}", "dream_mean": f"{m:.3f}", "dream_std": f"{s:.3f}",
+                "real_mean": f"{real_mean:.3f}", "real_std": f"{real_std:.3f}"} for t, m, s in rows])
     return [out / "temperature.png", table]
 
 

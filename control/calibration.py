@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common.atomic import atomic_path
 from common.backend import LOCAL, Backend
+from common.csvlog import write_csv
 from common.errors import UserError
 from common.plot import bar_chart
 from common.workers import WorkerError
@@ -35,6 +35,9 @@ from envs.registry import EnvSpec
 TOLERANCE = 1.5  # a policy is calibrated when dream/real survival is within x1.5 either way
 MAX_CONSTANTS = 9
 DOOM_LABELS = {-1.0: "always LEFT", 0.0: "always NONE", 1.0: "always RIGHT"}
+CALIBRATION_FIELDS = ["policy", "episodes", "temperature", "dream_length_mean", "dream_length_std", "real_length_mean",
+                      "real_length_std", "length_ratio", "dream_return_mean", "real_return_mean", "return_ratio",
+                      "calibrated"]
 
 
 @dataclass(frozen=True)
@@ -175,17 +178,19 @@ def _real(spec: EnvSpec, env_kwargs: dict, paths: WorldPaths | None, params: np.
 def write_calibration(result: Calibration, out: Path, title_extra: str = "") -> list[Path]:
     """calibration.csv (one row per policy) and calibration.png (dream vs real survival bars)."""
     out.mkdir(parents=True, exist_ok=True)
-    csv = out / "calibration.csv"
-    lines = ["policy,episodes,temperature,dream_length_mean,dream_length_std,real_length_mean,real_length_std,"
-             "length_ratio,dream_return_mean,real_return_mean,return_ratio,calibrated"]
+    table = out / "calibration.csv"
+    rows = []
     for r in result.rows:
-        real_len = (f"{r.real.lengths.mean():.2f},{r.real.lengths.std():.2f}" if r.real is not None else ",")
-        real_ret = f"{r.real.scores.mean():.3f}" if r.real is not None else ""
-        lines.append(f"{r.label},{len(r.dream.seeds)},{result.temperature:g},{r.dream.lengths.mean():.2f},"
-                     f"{r.dream.lengths.std():.2f},{real_len},{r.ratio:.3f},{r.dream.scores.mean():.3f},{real_ret},"
-                     f"{r.return_ratio:.3f},{int(r.calibrated) if r.real is not None else ''}")
-    with atomic_path(csv) as tmp:
-        Path(tmp).write_text("\n".join(lines) + "\n")
+        real = r.real is not None
+        rows.append({
+            "policy": r.label, "episodes": len(r.dream.seeds), "temperature": f"{result.temperature:g}",
+            "dream_length_mean": f"{r.dream.lengths.mean():.2f}", "dream_length_std": f"{r.dream.lengths.std():.2f}",
+            "real_length_mean": f"{r.real.lengths.mean():.2f}" if real else "",
+            "real_length_std": f"{r.real.lengths.std():.2f}" if real else "",
+            "length_ratio": f"{r.ratio:.3f}", "dream_return_mean": f"{r.dream.scores.mean():.3f}",
+            "real_return_mean": f"{r.real.scores.mean():.3f}" if real else "",
+            "return_ratio": f"{r.return_ratio:.3f}", "calibrated": int(r.calibrated) if real else ""})
+    write_csv(table, CALIBRATION_FIELDS, rows)
     png = out / "calibration.png"
     labels = [r.label.replace("always ", "") for r in result.rows]
     series = {f"dream (tau {result.temperature:g})": [float(r.dream.lengths.mean()) for r in result.rows],
@@ -196,7 +201,7 @@ def write_calibration(result: Calibration, out: Path, title_extra: str = "") -> 
     bar_chart(labels, series, png, f"Survival in the dream vs the game ({len(result.rows[0].dream.seeds)} "
               f"episodes each{title_extra})", "episode length (steps)", errors=errors,
               hline=(f"cap {result.max_steps}", float(result.max_steps)))
-    return [csv, png]
+    return [table, png]
 
 
 def data_policy_of(logdir: Path, spec: EnvSpec) -> str:
