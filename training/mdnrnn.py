@@ -475,6 +475,7 @@ class MDNTrainer(EpochTrainer):
                 for index, batch in enumerate(stream):
                     if index < p.batch:
                         continue  # done before the run was interrupted
+                    self.interrupts.check()
                     tick = time.perf_counter()
                     generator.manual_seed(batch_seed(cfg.seed, epoch, index))
                     self.set_lr()
@@ -516,6 +517,7 @@ class MDNTrainer(EpochTrainer):
                                shuffle=False, shapes=(self.data.z_size, self.data.action_size))
         with contextlib.closing(batches):
             for index, batch in enumerate(batches):
+                self.interrupts.check()
                 generator.manual_seed(batch_seed(self.cfg.seed, 0, index))  # training epochs count from 1
                 meter.add(*batch_losses(self.model, batch, self.cfg.skip_ahead, self.device, generator))
         return meter.means()
@@ -540,9 +542,9 @@ class MDNTrainer(EpochTrainer):
         improved = score is not None and math.isfinite(score) and (p.best_loss is None or score < p.best_loss)
         if improved:
             p.best_loss, p.best_epoch = float(score), p.epoch
-        self.save(self.last_path)
-        if improved:
+        if improved:  # best.pt before last.pt: a kill between them redoes the epoch and writes both
             self.save(self.best_path)
+        self.save(self.last_path)
         parts = " ".join(f"{k} {_num(row['train_' + k])}" for k in LOSS_PARTS if row["train_" + k] != "")
         tqdm.write(f"epoch {p.epoch}/{self.cfg.epochs}: train {_num(row['train_loss'])} ({parts}) | "
                    f"val {_num(row['val_loss'])} | {_num(row['timesteps_per_s'])} timesteps/s"

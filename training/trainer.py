@@ -8,7 +8,8 @@ class owns where training stands and how it survives a kill:
   a checkpoint for another model or data is refused with a hint to start over;
 - the CSV log is trimmed to the epochs last.pt covers (a kill between the row and the checkpoint);
 - `best.pt` (weights for use, no optimizer) follows the best validation loss;
-- on the way out (Ctrl-C, a corrupt file), the steps trained since the last checkpoint are saved.
+- on the way out (Ctrl-C, a corrupt file), the steps trained since the last checkpoint are saved; Ctrl-C
+  is held until the loops reach a safe point (`self.interrupts.check()`), so that state is never torn.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from common.cli import ensure_writable_dir
 from common.csvlog import CsvLog, drop_rows_after
 from common.errors import DataError, UserError
 from common.scalars import ScalarMirror, require_tensorboard
+from training.interrupts import DeferredInterrupt
 
 LAST_CHECKPOINT = "last.pt"
 BEST_CHECKPOINT = "best.pt"
@@ -78,6 +80,7 @@ class EpochTrainer:
         self.progress = self.progress_type()
         self._saved_step = 0  # the step last.pt holds
         self.scalars: ScalarMirror | None = None  # --tensorboard
+        self.interrupts = DeferredInterrupt()  # call .check() where a Ctrl-C may stop the run
 
     # -- filled in by each stage --------------------------------------------------------------------
     @property
@@ -149,7 +152,7 @@ class EpochTrainer:
 
     def save_if_behind(self) -> None:
         """On the way out (Ctrl-C, a corrupt file): keep the steps trained since the last checkpoint."""
-        if self.progress.step != self._saved_step:
+        if self.progress.step != self._saved_step and not self.interrupts.torn:
             self.save(self.last_path)
 
 
@@ -166,13 +169,14 @@ def run_epochs(trainer: EpochTrainer, summary: TrainSummary, header: Any) -> Tra
         summary.finished_before = True
         return summary
     trainer.log(header())
-    while not trainer.finished:
-        trainer.train_epoch()
-        try:
-            summary.last_row = trainer.end_epoch()
-        except (KeyboardInterrupt, UserError):  # e.g. a corrupt validation file: the epoch's training is kept
-            trainer.save_if_behind()
-            raise
+    with trainer.interrupts:
+        while not trainer.finished:
+            trainer.train_epoch()
+            try:
+                summary.last_row = trainer.end_epoch()
+            except (KeyboardInterrupt, UserError):  # e.g. a corrupt validation file: the epoch's training is kept
+                trainer.save_if_behind()
+                raise
     summary.progress = trainer.progress
     if trainer.scalars is not None:
         trainer.scalars.close()

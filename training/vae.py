@@ -326,6 +326,7 @@ class VAETrainer(EpochTrainer):
                 batches = skip_frames(stream, p.epoch_frames)
                 tick = time.perf_counter()
                 for batch in batches:
+                    self.interrupts.check()
                     # reparameterization noise from (seed, step): a resumed run draws what an unbroken one did
                     torch.manual_seed(epoch_seed(p.seed, 1_000_000 + p.step))
                     x = frames_to_tensor(batch, self.device, channels_last=self.channels_last)
@@ -396,6 +397,7 @@ class VAETrainer(EpochTrainer):
             grid.extend(frames[i - offset] for i in sorted(picks) if offset <= i < offset + len(frames))
             offset += len(frames)
             for start in range(0, len(frames), bs):
+                self.interrupts.check()
                 chunk = frames[start:start + bs]
                 x = frames_to_tensor(chunk, self.device)
                 recon, mu, logvar = self.model(x, generator=generator)
