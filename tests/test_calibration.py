@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import gymnasium as gym
 import numpy as np
@@ -95,6 +96,35 @@ def test_verdict_names_holes_and_harsh_spots():
     assert "<-- off" in bad.table()
 
 
+def expected_verdict(rows: list[dict]) -> str:
+    """The verdict calibration.csv's fixed-policy rows call for: each dream/real survival ratio within x1.5."""
+    fixed = [(r["policy"], float(r["length_ratio"]), r["calibrated"]) for r in rows
+             if r["policy"] != "trained controller"]
+    for label, ratio, calibrated in fixed:
+        assert calibrated == str(int(1 / 1.5 <= ratio <= 1.5)), (label, ratio, calibrated)
+    fixed = [(label, ratio) for label, ratio, _ in fixed]
+    holes = [f"{label} (x{ratio:.2f})" for label, ratio in fixed if ratio > 1.5]
+    harsh = [f"{label} (x{ratio:.2f})" for label, ratio in fixed if ratio < 1 / 1.5]
+    if not holes and not harsh:
+        label, ratio = max(fixed, key=lambda f: abs(math.log(f[1])))
+        return (f"calibrated: every fixed policy's dream survival is within x1.5 of the game's "
+                f"(worst: {label} x{ratio:.2f})")
+    parts = []
+    if holes:
+        parts.append("the dream flatters " + ", ".join(holes) + ": a controller can learn to exploit that")
+    if harsh:
+        parts.append("the dream is too harsh on " + ", ".join(harsh))
+    return "NOT calibrated: " + "; ".join(parts)
+
+
+def assert_same_verdict(actual: str, expected: str) -> None:
+    """Word for word; the ratios (x1.23) to the CSV's rounding."""
+    number = re.compile(r"x(\d+\.\d+)")
+    assert number.sub("x#", actual) == number.sub("x#", expected), (actual, expected)
+    for a, e in zip(number.findall(actual), number.findall(expected), strict=True):
+        assert abs(float(a) - float(e)) <= 0.011, (actual, expected)
+
+
 def test_analyze_calibration_on_a_real_doom_run(tmp_path):
     run = make_tiny_world(tmp_path / "run")
     world = load_world(WorldPaths.from_logdir(run), with_vae=False)
@@ -102,8 +132,11 @@ def test_analyze_calibration_on_a_real_doom_run(tmp_path):
                     {"params": torch.zeros(world.controller.num_params)})
     out = run_cli("analyze.py", "calibration", "--logdir", run, "--out", tmp_path / "figs", "--episodes", 3,
                   "--max_steps", 40, "--workers", 1, "--no_progress").stdout
-    assert "done rule threshold" in out and ("calibrated" in out)
+    assert "done rule threshold" in out
     rows = read_csv(tmp_path / "figs" / "calibration.csv")
+    verdicts = [line for line in out.splitlines() if line.startswith(("calibrated", "NOT calibrated"))]
+    assert len(verdicts) == 1, out
+    assert_same_verdict(verdicts[0], expected_verdict(rows))
     assert [r["policy"] for r in rows] == ["always LEFT", "always NONE", "always RIGHT", "random (sticky)",
                                            "trained controller"]
     for r in rows:
