@@ -40,16 +40,27 @@ def test_dream_plays_only_what_the_mask_reader_allows(tiny_binpacking):
     run, _ = tiny_binpacking
     world = load_world(WorldPaths.from_logdir(run))
     assert world.mask_reader is not None
+    m = world.mdnrnn
     env = DreamEnv(world, max_steps=60)
     obs, info = env.reset(seed=0)
-    for _ in range(5):
+    rng = np.random.default_rng(0)
+    tempted = 0
+    for _ in range(8):
         allowed = info["action_mask"]
-        scores = np.zeros(30, np.float32)
-        scores[int(np.flatnonzero(allowed == 0)[0]) if (allowed == 0).any() else 0] = 1.0  # tempt an invalid one
-        z = env._z.clone()
-        played = world.valid_only(z, torch.as_tensor(scores)[None])[0]
-        assert allowed[int(played.argmax())] == 1
+        scores = rng.normal(size=30).astype(np.float32)
+        if (allowed == 0).any():  # the top score on an action the reader forbids
+            scores[int(np.flatnonzero(allowed == 0)[0])] = 10.0
+            tempted += 1
+        choice = int(np.flatnonzero(allowed)[np.argmax(scores[allowed == 1])])  # best-scoring allowed action
+        dream = env._dream
+        z, state, restart = dream.z.clone(), (dream.h.clone(), dream.c.clone()), dream.restart.clone()
         obs, _, _, _, info = env.step(scores)
+        # Which action did M step on? Its new h is a deterministic function of (z, action, state).
+        with torch.no_grad():
+            h_of = [m.step(z, torch.eye(30)[a][None], state, restart)[1][0] for a in range(30)]
+        played = [a for a in range(30) if torch.allclose(h_of[a], dream.h, atol=1e-6)]
+        assert played == [choice], (played, choice, allowed)
+    assert tempted > 0  # the reader forbade something, so the choice was not just the top score
 
 
 def test_scores_report_length_and_invalid_actions_beside_baselines(tiny_binpacking):
