@@ -196,44 +196,105 @@ def test_frame_masks_use_the_env_options_for_the_bag_size():
 
 
 # -- the pipeline's view (registry, masked actions, policies) --------------------------------------
+def placed(levels: np.ndarray, item: int, level: int) -> np.ndarray | None:
+    """The counts per level after putting `item` in a bag at `level` (0: a new bag); None if it cannot go there."""
+    capacity, after = len(levels), levels.copy()
+    if level > 0:
+        if after[level] == 0 or level + item > capacity:
+            return None
+        after[level] -= 1
+    if level + item < capacity:  # a bag filled to the brim leaves the counts
+        after[level + item] += 1
+    return after
+
+
+def level_played(levels: np.ndarray, item: int, after: np.ndarray) -> int:
+    """The one level whose move turns `levels` into `after` (the counts the env shows after the step)."""
+    matches = [level for level in range(len(levels)) if (moved := placed(levels, item, level)) is not None
+               and (moved == after).all()]
+    assert len(matches) == 1, (levels, item, after)
+    return matches[0]
+
+
 def test_registry_env_plays_the_best_scoring_valid_level():
     spec = get_spec("binpacking")
     assert spec.action_dim == 30 and spec.episode_steps({}) == 1000
     assert spec.episode_steps({"preset": "b9_pp", "horizon": 77}) == 77
     env = spec.create(preset="b9_pp", horizon=40)
+    rng = np.random.default_rng(0)
     try:
         obs, _ = env.reset(seed=0)
-        total, steps = 0.0, 0
+        total, steps, beaten = 0.0, 0, 0
         for _ in range(100):
-            scores = np.linspace(1, -1, 30).astype(np.float32)  # prefers level 0... but 0 is a new bag
-            scores[0] = -1.0  # so: the lowest valid level, a new bag only when nothing fits
-            mask = env.action_mask
-            played = env.canonical_action(scores)
-            assert played.shape == (30,) and mask[int(played.argmax())] == 1
+            state = env.last_info["state"]
+            levels, item = state[:-1], int(state[-1])
+            scores = rng.normal(size=30).astype(np.float32)
+            valid = [level for level in range(len(levels)) if placed(levels, item, level) is not None]
+            best = max(valid, key=lambda level: scores[level])
+            beaten += int(np.argmax(scores)) != best  # the top score was on an invalid level (or a padded slot)
             obs, reward, terminated, truncated, info = env.step(scores)
+            assert level_played(levels, item, info["state"][:-1]) == best, (state, scores, info["state"])
             total, steps = total + reward, steps + 1
             if terminated or truncated:
                 break
         assert steps == 40 and info["invalid_actions"] == 0 and total == -info["waste"]
+        assert beaten > 10  # most steps, the best-scoring valid level was not the top score
     finally:
         env.close()
+
+
+def expected_move(name: str, levels: np.ndarray, item: int) -> int:
+    """Each rule worked out from its definition (binpacking.md §6) by trying every move on a copy of the state."""
+    capacity = len(levels)
+    moves = {level: after for level in range(capacity) if (after := placed(levels, item, level)) is not None}
+    if name == "new_bag":
+        return 0
+    if name == "best_fit":  # into the bag the item leaves fullest; a new bag only when it fits nowhere
+        return max((level for level in moves if level > 0), key=lambda level: level + item, default=0)
+    if name == "sum_of_squares":  # the move leaving the least sum of squared counts, the lowest level on ties
+        return min(moves, key=lambda level: (int((moves[level] ** 2).sum()), level))
+    if name == "sum_of_squares_orl":  # an exact fit; else the least N[l+s] - N[l] below B, the lowest on ties
+        exact = capacity - item
+        if exact in moves and exact > 0:
+            return exact
+        rises = {level: levels[level + item] - levels[level] for level in moves if 0 < level < exact}
+        return min((level for level in rises if rises[level] < capacity), key=lambda level: (rises[level], level),
+                   default=0)
+    raise ValueError(name)
+
+
+def test_expected_moves_on_hand_worked_states():
+    levels = np.zeros(9, np.int64)
+    levels[[3, 5, 6]] = [1, 2, 1]  # item 3 fits at 3, 5 and 6 (exactly); sum of squares 6
+    # new bag: N3=2 -> 9; at 3: N6=2 -> 8; at 5: N5=1, N8=1 -> 4; at 6: the bag is full -> 5
+    assert [expected_move(n, levels, 3) for n in ("best_fit", "sum_of_squares", "sum_of_squares_orl", "new_bag")] \
+        == [6, 5, 6, 0]
+    levels[:] = 0
+    levels[[3, 5]] = 1  # no exact fit for 3; rises N6-N3 = N8-N5 = -1 tie; sums of squares 2 = 2 tie
+    assert [expected_move(n, levels, 3) for n in ("best_fit", "sum_of_squares", "sum_of_squares_orl")] == [5, 3, 3]
+    levels[:] = 0
+    levels[8] = 4  # item 3 fits nowhere
+    assert {expected_move(n, levels, 3) for n in ("best_fit", "sum_of_squares", "sum_of_squares_orl")} == {0}
 
 
 @pytest.mark.parametrize("name", ["best_fit", "sum_of_squares", "sum_of_squares_orl", "new_bag", "random_valid"])
 def test_baseline_policies_play_the_registry_env(name):
     env = get_spec("binpacking").create(horizon=200)
-    rule = HEURISTICS.get(name)
     policy = make_policy(name, env.action_space, np.random.default_rng(0), env)
     env.reset(seed=4)
+    played = set()
     for _ in range(200):
         state = env.last_info["state"]
+        levels, item = state[:-1], int(state[-1])
         action = policy.act()
-        if rule is not None and name != "random_valid":
-            assert int(action.argmax()) == rule(state[:-1], int(state[-1]), None)
+        if name != "random_valid":  # scores for the env to mask; the rules score their move alone
+            assert int(action.argmax()) == expected_move(name, levels, item), (state, action.argmax())
         _, _, terminated, _, info = env.step(action)
+        played.add(level_played(levels, item, info["state"][:-1]))
         if terminated:
             break
     assert info["step"] == 200 and info["invalid_actions"] == 0
+    assert (played == {0}) == (name == "new_bag")  # the others put items into open bags
     env.close()
 
 
