@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import importlib
 import os
 import subprocess
 import sys
@@ -79,3 +81,26 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *needles: str) ->
     assert "Traceback" not in result.stderr
     for needle in needles:
         assert needle in lines[0], (needle, lines[0])
+
+
+def script_parser(script: str) -> argparse.ArgumentParser:
+    """The ArgumentParser a script's main() parses with (its build_parser())."""
+    return importlib.import_module(Path(script).stem).build_parser()
+
+
+def assert_every_flag_has_its_own_help(parser: argparse.ArgumentParser, where: str = "") -> None:
+    """Each flag (and each subcommand) but -h/--help has a help text, shown by --help, that no other flag of
+    the parser shares; the texts format (no broken %(default)s)."""
+    seen: dict[str, str] = {}
+    for action in parser._actions:
+        if isinstance(action, argparse._HelpAction):
+            continue
+        entries = ([(f"subcommand {c.dest}", c.help) for c in action._choices_actions]
+                   if isinstance(action, argparse._SubParsersAction) else
+                   [("/".join(action.option_strings) or action.dest, action.help)])
+        for flag, text in entries:
+            assert isinstance(text, str) and text.strip() and text != argparse.SUPPRESS, \
+                f"{where}{flag} has no help text"
+            assert text not in seen, f"{where}{flag} has the same help text as {seen[text]}: {text!r}"
+            seen[text] = flag
+    parser.format_help()
