@@ -9,7 +9,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 from conftest import ROOT, assert_one_line_error, run_stage
 from world_fixture import make_tiny_world
 
@@ -80,26 +79,87 @@ def _worker_pids(parent: int) -> list[int]:
     return pids
 
 
+# Loaded by every process of the stage (PYTHONPATH): the first episode task any worker starts writes
+# "<worker pid> <task id>" to MARKER and holds its task until the test kills that worker; every task that
+# finishes appends its id to MARKER.done.
+HOLD_FIRST_TASK = """
+import hashlib, importlib.machinery, os, pickle, sys, time
+
+MARKER = {marker!r}
+
+
+def hold_first_task(module):
+    run_task = module.agent_episode_task
+
+    def agent_episode_task(*args):
+        task_id = hashlib.sha256(pickle.dumps(args)).hexdigest()
+        try:
+            os.close(os.open(MARKER + ".claimed", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            pass
+        else:
+            with open(MARKER + ".tmp", "w") as f:
+                f.write(f"{{os.getpid()}} {{task_id}}")
+            os.replace(MARKER + ".tmp", MARKER)
+            time.sleep(600)
+        episode = run_task(*args)
+        with open(MARKER + ".done", "a") as f:
+            f.write(task_id + "\\n")
+        return episode
+
+    agent_episode_task.__module__, agent_episode_task.__qualname__ = module.__name__, "agent_episode_task"
+    module.agent_episode_task = agent_episode_task  # what tasks are pickled as and unpickled to
+
+
+class Hook:
+    @staticmethod
+    def find_spec(name, path, target=None):
+        if name != "control.real":
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        execute = spec.loader.exec_module
+
+        def exec_module(module):
+            execute(module)
+            hold_first_task(module)
+
+        spec.loader.exec_module = exec_module
+        return spec
+
+
+sys.meta_path.insert(0, Hook)
+"""
+
+
 def test_worker_killed_mid_generation_is_replaced(tmp_path):
     run = make_tiny_world(tmp_path / "run")
+    shim, marker = tmp_path / "shim", tmp_path / "held_task_pid"
+    shim.mkdir()
+    (shim / "sitecustomize.py").write_text(HOLD_FIRST_TASK.format(marker=str(marker)))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(shim), str(ROOT)])}
     cmd = [sys.executable, str(ROOT / "05_train_controller.py"), "--logdir", str(run), "--mode", "real",
-           "--pop_size", 4, "--num_rollouts", 4, "--max_steps", 400, "--eval_every", 5, "--eval_episodes", 2,
-           "--max_generations", 1, "--workers", 2, "--no_progress"]
-    proc = subprocess.Popen(list(map(str, cmd)), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 60
-    workers = []
-    while time.monotonic() < deadline and len(workers) < 2:
-        workers = _worker_pids(proc.pid)
-        time.sleep(0.1)
-    assert workers, "no worker processes appeared"
-    time.sleep(3.0)  # let them load V and M and get into episodes
-    if proc.poll() is not None:
-        pytest.skip("generation finished before the kill")
-    os.kill(workers[0], signal.SIGKILL)
-    out, err = proc.communicate(timeout=240)
+           "--pop_size", 4, "--num_rollouts", 2, "--max_steps", 30, "--eval_every", 5, "--eval_episodes", 2,
+           "--max_generations", 1, "--workers", 2, "--calibration_episodes", 0, "--no_progress"]
+    proc = subprocess.Popen(list(map(str, cmd)), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert marker.exists(), "no worker started a task"
+        pid, held = marker.read_text().split()
+        pid = int(pid)
+        assert pid in _worker_pids(proc.pid)  # a worker of the stage's pool, holding its task
+        os.kill(pid, signal.SIGKILL)
+        out, err = proc.communicate(timeout=240)
+    finally:
+        proc.kill()
+        proc.wait()
     assert proc.returncode == 0, err
     assert "worker process died (exit code -9)" in err and "retrying" in err
     assert "1 generations done" in out
+    assert [r["generation"] for r in read_csv(run / "controller" / "log.csv")] == ["1"]
+    done = Path(f"{marker}.done").read_text().split()
+    assert held in done and len(done) == 4 * 2 + 2  # the killed worker's episode was played again; all were
 
 
 def test_missing_models_are_one_line_errors(tmp_path):
