@@ -23,7 +23,7 @@ def test_dream_training_writes_logs_checkpoints_and_resumes(tmp_path):
     out = run_stage("05_train_controller.py", "--logdir", run, *SMALL, "--max_generations", 2).stdout
     assert "2 generations done" in out and "best eval" in out
     ctrl = run / "controller"
-    assert {"es_state.pkl", "last.pt", "best.pt", "log.csv", "progress.png"} <= {p.name for p in ctrl.iterdir()}
+    assert {"es_state.npz", "last.pt", "best.pt", "log.csv", "progress.png"} <= {p.name for p in ctrl.iterdir()}
     rows = read_csv(ctrl / "log.csv")
     assert [r["generation"] for r in rows] == ["1", "2"] and rows[1]["eval_score"] and not rows[0]["eval_score"]
     best = load_checkpoint(ctrl / "best.pt", "controller")
