@@ -36,5 +36,7 @@ def calibration(logdir: Path, out: Path, episodes: int = 64, temperature: float 
     print(f"dream: tau {tau:g}, done rule {done_mode}; {episodes} episodes per policy, seeds {seed}-"
           f"{seed + episodes - 1}")
     print(result.table())
+    for note in result.notes:
+        print(note)
     print(result.verdict())
     return write_calibration(result, out, f", done {done_mode}")

@@ -14,7 +14,7 @@ controller exists its own dream and real survival are reported as well.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +27,7 @@ from common.plot import bar_chart
 from common.workers import WorkerError
 from control.evaluate import Scores, evaluate_real
 from control.world import WorldPaths
-from data.policies import constant_policy_name
+from data.policies import STATE_POLICIES, constant_policy_name
 from data.rollouts import read_meta
 from envs.dream import WorldModel, rollout_policy, rollout_population
 from envs.registry import EnvSpec
@@ -47,7 +47,8 @@ class ReferencePolicy:
 
 
 def reference_policies(spec: EnvSpec, data_policy: str) -> list[ReferencePolicy]:
-    """Constant actions at the centre and on each face of the action box (each discrete action), + `data_policy`."""
+    """Constant actions at the centre and on each face of the action box (each discrete action), + `data_policy`
+    unless it reads the real env's state (bin packing's random_fit, random_mixed and baselines)."""
     low, high = np.asarray(spec.action_low, np.float64), np.asarray(spec.action_high, np.float64)
     if spec.action_kind in ("discrete", "binary"):
         constants = [np.eye(len(low))[i] for i in range(len(low))]
@@ -70,7 +71,8 @@ def reference_policies(spec: EnvSpec, data_policy: str) -> list[ReferencePolicy]
             label = "always " + (f"action {int(np.argmax(a))}" if spec.action_kind != "continuous"
                                  else "[" + ", ".join(f"{v:g}" for v in a) + "]")
         policies.append(ReferencePolicy(label, name))
-    policies.append(ReferencePolicy(f"random ({data_policy})", data_policy))
+    if data_policy not in STATE_POLICIES:  # a rule that reads the real env's state cannot play in the dream
+        policies.append(ReferencePolicy(f"random ({data_policy})", data_policy))
     return policies
 
 
@@ -104,6 +106,7 @@ class Calibration:
     rows: list[CalibrationRow]
     temperature: float
     max_steps: int
+    notes: list[str] = field(default_factory=list)  # what was left out, and why
 
     def fixed(self) -> list[CalibrationRow]:
         return [r for r in self.rows if not r.trained and r.real is not None]
@@ -162,7 +165,11 @@ def run_calibration(world: WorldModel, data_policy: str, temperature: float, max
             real = _real(spec, real_env_kwargs, paths, params, seeds, max_steps, workers, worker_timeout,
                          data_policy, progress, backend)
         rows.append(CalibrationRow("trained controller", dream, real, trained=True))
-    return Calibration(rows, temperature, max_steps)
+    notes = []
+    if data_policy in STATE_POLICIES:
+        notes.append(f"note: the stage-01 policy {data_policy} reads the real env's state, which the dream does not "
+                     "have, so it has no row; the constant actions and the controller are compared")
+    return Calibration(rows, temperature, max_steps, notes)
 
 
 def _real(spec: EnvSpec, env_kwargs: dict, paths: WorldPaths | None, params: np.ndarray | None, seeds: list[int],
@@ -224,6 +231,8 @@ def preflight(world: WorldModel, data_policy: str, temperature: float, max_steps
                              backend=backend)
     log(f"dream calibration ({episodes} episodes per policy, tau {temperature:g}, done rule {world.done_mode}):")
     log(result.table())
+    for note in result.notes:
+        log(note)
     verdict = result.verdict()
     log(("warning: " if verdict.startswith("NOT") else "") + verdict)
     write_calibration(result, out, f", done {world.done_mode}")

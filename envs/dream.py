@@ -27,7 +27,8 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from data.policies import make_policy
+from common.errors import UserError
+from data.policies import STATE_POLICIES, make_policy
 from envs.registry import EnvSpec
 from models.controller import ControllerConfig, act, controller_config, controller_inputs
 from models.mask_reader import MaskReader
@@ -248,6 +249,9 @@ def rollout_policy(world: WorldModel, policy: str, seeds: list[int], temperature
     Episode i's policy draws from the same generator as the real-env baseline on seed i
     (control/real.py), so the dream and the game see the same action sequences where lengths allow.
     """
+    if policy in STATE_POLICIES:
+        raise UserError(f"policy {policy!r} reads the real env's state, which the dream does not have; it plays "
+                        "only in the real env")
     space = gym.spaces.Box(np.asarray(world.spec.action_low, np.float32),
                            np.asarray(world.spec.action_high, np.float32))
     policies = [make_policy(policy, space, np.random.default_rng([seed, 2])) for seed in seeds]

@@ -10,18 +10,23 @@ import torch
 from common.checkpoints import save_checkpoint
 from data.encode import weights_sha256
 from data.rollouts import write_meta
+from models.mask_reader import MASK_READER_FILE, MaskReader, save_mask_reader
 from models.mdnrnn import MDNRNN
 from models.vae import ConvVAE
 
 Z_SIZE, HIDDEN = 8, 16
 
 
-def make_tiny_world(logdir: Path, env: str = "doom", done_bias: float = -2.0, seed: int = 0) -> Path:
-    """Untrained V and M whose done head fires now and then, so dream episodes end at varied lengths."""
+def make_tiny_world(logdir: Path, env: str = "doom", done_bias: float = -2.0, seed: int = 0,
+                    policy: str = "sticky", env_kwargs: dict | None = None) -> Path:
+    """Untrained V and M whose done head fires now and then, so dream episodes end at varied lengths.
+
+    Bin packing also gets an untrained mask reader, and short episodes unless `env_kwargs` say otherwise.
+    """
     torch.manual_seed(seed)
-    action_size = {"doom": 1, "carracing": 3}[env]
+    action_size = {"doom": 1, "carracing": 3, "binpacking": 30}[env]
     vae = ConvVAE(Z_SIZE)
-    mdnrnn = MDNRNN(Z_SIZE, action_size, HIDDEN, 5, predict_done=env == "doom")
+    mdnrnn = MDNRNN(Z_SIZE, action_size, HIDDEN, 5, predict_done=env == "doom", predict_reward=env == "binpacking")
     if env == "doom":
         with torch.no_grad():
             mdnrnn.head.bias[0] = done_bias
@@ -34,5 +39,9 @@ def make_tiny_world(logdir: Path, env: str = "doom", done_bias: float = -2.0, se
     np.savez(logdir / "series" / "initial_z.npz", mu=rng.normal(size=(6, Z_SIZE)).astype(np.float16),
              logvar=np.full((6, Z_SIZE), -2.0, np.float16))
     (logdir / "rollouts").mkdir(parents=True, exist_ok=True)
-    write_meta(logdir / "rollouts", {"env": env, "env_kwargs": {}, "policy": "sticky", "seed": 0})
+    if env == "binpacking":
+        save_mask_reader(logdir / "series" / MASK_READER_FILE, MaskReader(Z_SIZE, action_size, HIDDEN), {},
+                         weights_sha256(vae.state_dict()))
+        env_kwargs = {"preset": "b9_pp", "horizon": 20} if env_kwargs is None else env_kwargs
+    write_meta(logdir / "rollouts", {"env": env, "env_kwargs": env_kwargs or {}, "policy": policy, "seed": 0})
     return logdir
