@@ -19,14 +19,17 @@ from data.rollouts import RolloutFolder
 from envs import make_env
 
 
-def vizdoom_engines() -> list[int]:
-    """PIDs of running ViZDoom engine processes (ViZDoom runs the game as a child process)."""
+def vizdoom_engines(session: int | None = None) -> list[int]:
+    """PIDs of running ViZDoom engine processes (ViZDoom runs the game as a child process), only those of
+    `session` when given, so engines of other programs on the machine do not count."""
     pids = []
     for entry in Path("/proc").iterdir():
         try:
             if entry.name.isdigit() and b"vizdoom" in (entry / "cmdline").read_bytes().split(b"\0")[0]:
-                pids.append(int(entry.name))
-        except OSError:
+                sid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[3])
+                if session is None or sid == session:
+                    pids.append(int(entry.name))
+        except (OSError, ValueError, IndexError):
             continue
     return pids
 
@@ -104,7 +107,7 @@ def test_resume_after_kill_minus_9(tmp_path):
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and len(list(folder.glob("*.npz"))) < 4:
         time.sleep(0.05)
-    engines_before_kill = vizdoom_engines()
+    engines_before_kill = vizdoom_engines(session=proc.pid)  # start_new_session: the stage's session id
     assert engines_before_kill, "the workers' ViZDoom engines should be running"
     os.killpg(proc.pid, signal.SIGKILL)  # the parent's group, mid-write; workers must follow it
     proc.wait()
