@@ -187,7 +187,9 @@ def _get(obj: Any, name: str) -> Any:
 def _set(obj: Any, name: str, value: Any) -> None:
     *parents, last = name.split(".")
     for part in parents:
-        obj = getattr(obj, part)
+        obj = getattr(obj, part, None)
+        if obj is None:  # another cma version may have moved it; the pin keeps this from happening
+            raise _Invalid(f"{name}: this cma version has no such attribute")
     setattr(obj, last, value)
 
 
