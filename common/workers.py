@@ -326,9 +326,13 @@ class WorkerPool(TaskPool):
 
 
 def _kill_group(process: Any) -> None:
-    """SIGKILL what is left of a worker's process group (e.g. a game engine it started)."""
+    """SIGKILL what is left of a worker's process group (e.g. a game engine it started), and the worker itself:
+    one stopped within its first moments (a tiny --worker_timeout) may not lead its own group yet, and a
+    join() on it would then wait forever."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(process.pid, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError, PermissionError, ValueError):
+        process.kill()
 
 
 def _stderr(message: str) -> None:
