@@ -25,6 +25,7 @@ silently mixing latents from two encoders.
 from __future__ import annotations
 
 import json
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -96,13 +97,17 @@ def load_initial_z(folder_or_file: str | Path) -> dict[str, np.ndarray]:
     path = Path(folder_or_file)
     if path.is_dir():
         path = path / INITIAL_Z_FILE
+    if path.is_file() and not zipfile.is_zipfile(path):  # else np.load's advice is about pickles
+        raise DataError(f"{path}: not an .npz file (expected stage 03's initial_z.npz)")
     try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files if k in ("mu", "logvar", "episode")}
             mu, logvar = arrays["mu"], arrays["logvar"]
     except FileNotFoundError:
         raise DataError(f"{path}: no such file (stage 03 writes it after encoding every episode)") from None
-    except Exception as e:  # corrupt zip, missing key, pickled data...
+    except KeyError as e:
+        raise DataError(f"{path}: no {e} array, so not an initial_z file (stage 03 writes mu and logvar)") from None
+    except Exception as e:  # corrupt zip, pickled data...
         raise DataError(f"{path}: corrupt or not an initial_z file ({type(e).__name__}: {e})") from None
     if mu.ndim != 2 or mu.shape != logvar.shape or not len(mu) or len(arrays.get("episode", mu)) != len(mu):
         raise DataError(f"{path}: mu {mu.shape} and logvar {logvar.shape} do not form an (N, Z) initial_z file")
