@@ -11,13 +11,17 @@ import os
 
 from common.backend import add_backend_flags, backend_from_args
 from common.cli import (
+    MAX_EPISODES,
+    MAX_STEPS,
+    MAX_WORKERS,
     ArgumentParser,
+    check_output_dir,
     default_logdir,
     ensure_writable_dir,
+    int_in,
     json_object,
     non_negative_int,
     positive_float,
-    positive_int,
     run_main,
 )
 from common.errors import UserError
@@ -30,9 +34,9 @@ from envs.registry import get_spec, known_env_names
 def build_parser() -> ArgumentParser:
     p = ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("env", help=f"environment: {known_env_names()}")
-    p.add_argument("--total_episodes", type=positive_int, default=10000,
+    p.add_argument("--total_episodes", type=int_in(1, MAX_EPISODES), default=10000,
                    help="episodes the folder should hold when done (the paper used 10,000)")
-    p.add_argument("--workers", type=positive_int, default=None,
+    p.add_argument("--workers", type=int_in(1, MAX_WORKERS), default=None,
                    help="parallel workers, one single-threaded env each (default: one per CPU of this machine, "
                         "or of the whole cluster with --backend ray)")
     p.add_argument("--logdir", default=None, help="experiment folder (default: runs/<env>)")
@@ -50,10 +54,10 @@ def build_parser() -> ArgumentParser:
                         "(default: the env's; sticky for doom, brownian for carracing, random_valid for binpacking)")
     p.add_argument("--seed", type=non_negative_int, default=0,
                    help="episode i uses seed + i, so results do not depend on --workers")
-    p.add_argument("--max_steps", type=positive_int, default=None,
+    p.add_argument("--max_steps", type=int_in(1, MAX_STEPS), default=None,
                    help="cap on steps per episode (default: the env's; 2100 doom, 1000 carracing, the horizon "
                         "for binpacking)")
-    p.add_argument("--min_length", type=non_negative_int, default=0,
+    p.add_argument("--min_length", type=int_in(0, MAX_STEPS), default=0,
                    help="drop episodes shorter than this many steps (the reference used 100 for doom)")
     p.add_argument("--env_kwargs", type=json_object, default={},
                    help='JSON options for the env constructor, e.g. \'{"resolution": "640x480"}\' or '
@@ -72,14 +76,15 @@ def main() -> None:
     backend = backend_from_args(args)
     spec = get_spec(args.env)
     logdir = args.logdir or default_logdir(args.env)
-    out_dir = ensure_writable_dir(args.store_folder or os.path.join(logdir, "rollouts"),
-                                  "--store_folder" if args.store_folder else "--logdir")
+    out_flag = "--store_folder" if args.store_folder else "--logdir"
+    out_dir = check_output_dir(args.store_folder or os.path.join(logdir, "rollouts"), out_flag)
     config = CollectConfig(
         env=args.env, out_dir=str(out_dir), policy=args.policy or spec.default_policy,
         seed=args.seed, max_steps=args.max_steps or spec.episode_steps(args.env_kwargs) or DEFAULT_MAX_STEPS,
         min_length=args.min_length, env_kwargs=spec.options_to_record(args.env_kwargs),
     )
     spec.create(**args.env_kwargs).close()  # a bad env option fails here, not in every worker
+    ensure_writable_dir(out_dir, out_flag)  # only now: a refused command leaves no empty folders behind
     try:
         summary = generate(config, args.total_episodes, args.workers, args.episode_timeout,
                            progress=not args.no_progress, backend=backend)

@@ -14,11 +14,13 @@ from pathlib import Path
 from common.cli import (
     ArgumentParser,
     add_training_flags,
+    check_output_dir,
     default_logdir,
+    float_in,
     fraction,
+    int_in,
     non_negative_float,
     non_negative_int,
-    positive_float,
     positive_int,
     run_main,
 )
@@ -37,10 +39,10 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--epochs", type=positive_int, default=10,
                    help="epochs in total; a rerun continues up to this many (the paper's code: 10)")
     p.add_argument("--batch_size", type=positive_int, default=100, help="frames per Adam step (paper: 100)")
-    p.add_argument("--lr", type=positive_float, default=1e-4, help="Adam learning rate (paper: 1e-4)")
+    p.add_argument("--lr", type=float_in(0, 1, low_open=True), default=1e-4, help="Adam learning rate (paper: 1e-4)")
     p.add_argument("--kl_tolerance", type=non_negative_float, default=0.5,
                    help="per-frame KL floor, in nats per latent dimension (paper: 0.5)")
-    p.add_argument("--z_size", type=positive_int, default=None,
+    p.add_argument("--z_size", type=int_in(1, 1024), default=None,
                    help="latent size (default: the env's; doom 64, carracing 32)")
     p.add_argument("--max_frames", type=positive_int, default=None,
                    help="train on at most this many frames per epoch (default: all)")
@@ -53,7 +55,7 @@ def build_parser() -> ArgumentParser:
                    help="seeds the initial weights and each epoch's shuffle")
     p.add_argument("--buffer_episodes", type=positive_int, default=16,
                    help="episodes held in memory and shuffled together; memory does not grow with the folder")
-    p.add_argument("--loader_workers", type=non_negative_int, default=None,
+    p.add_argument("--loader_workers", type=int_in(0, 64), default=None,
                    help="processes that decode and shuffle frames (0 = one thread in this process); the "
                         "batches are the same for any number (default: on a GPU, the cores but one, up to 8; "
                         "on a CPU 0, as the model needs the cores)")
@@ -73,9 +75,11 @@ def main() -> None:
         logdir = Path(args.input_data_folder).parent
     else:
         logdir = default_logdir(args.env)
+    savefolder = check_output_dir(args.savefolder or os.path.join(logdir, "vae"),
+                                  "--savefolder" if args.savefolder else "--logdir")
     config = VAETrainConfig(
         input_folder=args.input_data_folder or os.path.join(logdir, "rollouts"),
-        savefolder=args.savefolder or os.path.join(logdir, "vae"),
+        savefolder=str(savefolder),
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, kl_tolerance=args.kl_tolerance,
         env=args.env, z_size=args.z_size, max_frames=args.max_frames, val_fraction=args.val_fraction,
         val_max_frames=args.val_max_frames, seed=args.seed, buffer_episodes=args.buffer_episodes,

@@ -10,7 +10,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from common.cli import ArgumentParser, ensure_writable_dir, non_negative_int, positive_int, run_main
+from common.cli import (
+    ArgumentParser,
+    ensure_writable_dir,
+    int_in,
+    positive_int,
+    run_main,
+)
 from common.device import DEVICE_HELP, resolve_device
 from common.errors import UserError
 from data.encode import encode_rollouts, find_vae_checkpoint, load_vae
@@ -31,7 +37,7 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--new", action="store_true",
                    help="delete the series already in --savefolder and encode everything again "
                         "(needed after retraining the VAE)")
-    p.add_argument("--loader_workers", type=non_negative_int, default=None,
+    p.add_argument("--loader_workers", type=int_in(0, 64), default=None,
                    help="processes that decode episodes ahead, in order (0 = one thread in this process) "
                         "(default: on a GPU, the cores but one, up to 8; on a CPU 0)")
     p.add_argument("--no_progress", action="store_true", help="no progress bar")

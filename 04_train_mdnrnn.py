@@ -15,11 +15,13 @@ from pathlib import Path
 from common.cli import (
     ArgumentParser,
     add_training_flags,
+    check_output_dir,
     decay,
+    float_in,
     fraction,
+    int_in,
     non_negative_float,
     non_negative_int,
-    positive_float,
     positive_int,
     run_main,
 )
@@ -40,16 +42,17 @@ def build_parser() -> ArgumentParser:
                    help="passes over the training episodes in total; a rerun continues up to this many (the paper "
                         "says 20, which is its CarRacing text; its Doom code ran 400 epochs of 61 steps, ~24k Adam "
                         "steps of 100 x 500 timesteps)")
-    p.add_argument("--num_mixtures", type=positive_int, default=None,
+    p.add_argument("--num_mixtures", type=int_in(1, 256), default=None,
                    help="Gaussians per z dimension (default: the env's; 5 as in the paper)")
-    p.add_argument("--hidden", type=positive_int, default=None,
+    p.add_argument("--hidden", type=int_in(1, 8192), default=None,
                    help="LSTM size (default: the env's; doom 512, carracing 256)")
     p.add_argument("--seq_len", type=positive_int, default=None,
                    help=f"input steps per training sequence; longer episodes are cut into several (default: "
                         f"{DEFAULT_SEQ_LEN} as the reference's Doom M, "
                         + ", ".join(f"{k} {v}" for k, v in ENV_SEQ_LEN.items()) + " = whole episodes)")
     p.add_argument("--batch_size", type=positive_int, default=100, help="sequences per Adam step (paper: 100)")
-    p.add_argument("--lr", type=positive_float, default=1e-3, help="initial Adam learning rate (paper: 1e-3)")
+    p.add_argument("--lr", type=float_in(0, 1, low_open=True), default=1e-3,
+                   help="initial Adam learning rate (paper: 1e-3)")
     p.add_argument("--min_lr", type=non_negative_float, default=1e-5,
                    help="learning rate floor: lr(step) = (lr - min_lr) * lr_decay**step + min_lr (paper: 1e-5)")
     p.add_argument("--lr_decay", type=decay, default=0.99999,
@@ -78,10 +81,12 @@ def main() -> None:
     if args.logdir is None and None in (args.input_data_folder, args.savefolder):
         raise UserError("give --logdir (e.g. runs/doom), or both --input_data_folder and --savefolder")
     logdir = Path(args.logdir) if args.logdir else None
+    savefolder = check_output_dir(args.savefolder or os.path.join(logdir, "mdnrnn"),
+                                  "--savefolder" if args.savefolder else "--logdir")
     config = MDNTrainConfig(
         input_folder=args.input_data_folder or os.path.join(logdir, "series"),
         extra_input_folders=tuple(args.extra_input_folders),
-        savefolder=args.savefolder or os.path.join(logdir, "mdnrnn"),
+        savefolder=str(savefolder),
         epochs=args.epochs, num_mixtures=args.num_mixtures, hidden=args.hidden, seq_len=args.seq_len,
         batch_size=args.batch_size, lr=args.lr, min_lr=args.min_lr, lr_decay=args.lr_decay,
         grad_clip=args.grad_clip, skip_ahead=args.skip_ahead, predict_reward=args.predict_reward,

@@ -7,13 +7,20 @@ Rerun the same command to continue; --new_model starts over.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from common.backend import add_backend_flags, backend_from_args
 from common.cli import (
+    MAX_EPISODES,
+    MAX_STEPS,
+    MAX_WORKERS,
     ArgumentParser,
     add_tensorboard_flag,
+    check_not_file,
+    check_output_dir,
+    dream_temperature,
     ensure_writable_dir,
+    finite_float,
+    float_in,
+    int_in,
     non_negative_int,
     positive_float,
     positive_int,
@@ -24,10 +31,12 @@ from common.errors import UserError
 from common.scalars import require_tensorboard
 from common.workers import WorkerError
 from control.calibration import data_policy_of, default_check_episodes, preflight
-from control.options import add_done_flag, add_world_flags, real_env_kwargs, world_paths
+from control.options import add_done_flag, add_world_flags, check_env_kwargs, real_env_kwargs, world_paths
 from control.train import OLD_STATE_FILE, STATE_FILE, ControllerTrainConfig, train_controller
 from control.world import load_mdnrnn, load_world
 from envs.registry import get_spec
+
+MAX_BATCH = 1_000_000  # episodes per generation (the dream holds them all at once); the paper's: 64 x 16
 
 
 def build_parser() -> ArgumentParser:
@@ -38,29 +47,30 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--mode", choices=["dream", "real"], default="dream",
                    help="dream: all candidates x rollouts in one batched dream rollout; real: episodes in the "
                         "real env on CPU workers, local or on a Ray cluster (the CarRacing path)")
-    p.add_argument("--pop_size", type=positive_int, default=64, help="CMA-ES population size (paper: 64)")
-    p.add_argument("--num_rollouts", type=positive_int, default=16,
+    p.add_argument("--pop_size", type=int_in(2, 100_000), default=64, help="CMA-ES population size (paper: 64)")
+    p.add_argument("--num_rollouts", type=int_in(1, 100_000), default=16,
                    help="episodes per candidate; fitness is their mean return (paper: 16)")
-    p.add_argument("--sigma_init", type=positive_float, default=0.1, help="initial CMA-ES step size (paper: 0.1)")
-    p.add_argument("--temperature", type=float, default=None,
+    p.add_argument("--sigma_init", type=float_in(0, 10, low_open=True), default=0.1,
+                   help="initial CMA-ES step size (paper: 0.1)")
+    p.add_argument("--temperature", type=dream_temperature, default=None,
                    help="dream temperature tau (default: the env's; 1.15 for doom as in the paper)")
     add_done_flag(p)
-    p.add_argument("--max_steps", type=positive_int, default=None,
+    p.add_argument("--max_steps", type=int_in(1, MAX_STEPS), default=None,
                    help="episode cap in steps (default: the env's; 2100 doom, 1000 carracing)")
     p.add_argument("--max_generations", type=positive_int, default=2000, help="stop after this many generations")
     p.add_argument("--eval_every", type=positive_int, default=25,
                    help="score the CMA mean on fixed seeds every N generations (and at the last)")
-    p.add_argument("--eval_episodes", type=positive_int, default=None,
+    p.add_argument("--eval_episodes", type=int_in(1, MAX_EPISODES), default=None,
                    help="episodes per evaluation (default: 1024 in the dream as the reference, 100 real)")
-    p.add_argument("--target_return", type=float, default=None, help="stop once an evaluation reaches this")
+    p.add_argument("--target_return", type=finite_float, default=None, help="stop once an evaluation reaches this")
     p.add_argument("--seed", type=non_negative_int, default=0, help="seeds CMA-ES and the rollout scenarios")
-    p.add_argument("--workers", type=positive_int, default=None,
+    p.add_argument("--workers", type=int_in(1, MAX_WORKERS), default=None,
                    help="real mode (and the dream's pre-flight check): workers, each with V, M, C on CPU and one "
                         "torch thread (default: one per CPU of this machine, or of the cluster with --backend ray)")
     p.add_argument("--worker_timeout", type=positive_float, default=600.0,
                    help="real mode: seconds one episode may take before its worker is replaced")
     p.add_argument("--device", default="cpu", help=f"dream mode: where the batched dream runs; {DEVICE_HELP}")
-    p.add_argument("--calibration_episodes", type=non_negative_int, default=None,
+    p.add_argument("--calibration_episodes", type=int_in(0, MAX_EPISODES), default=None,
                    help="dream mode, new runs: first score fixed policies (each constant action, the stage-01 "
                         "policy) this many episodes each in the dream and the real env and warn if the dream "
                         "flatters one (analyze.py calibration); 0 = skip (default: 32 for doom, else 0)")
@@ -77,17 +87,18 @@ def main() -> None:
     backend = backend_from_args(args)
     if args.tensorboard:
         require_tensorboard()
-    logdir = Path(args.logdir)
+    logdir = check_not_file(args.logdir, "--logdir")
     paths = world_paths(args, logdir)
-    out_dir = ensure_writable_dir(args.savefolder or logdir / "controller",
-                                  "--savefolder" if args.savefolder else "--logdir")
+    out_flag = "--savefolder" if args.savefolder else "--logdir"
+    out_dir = check_output_dir(args.savefolder or logdir / "controller", out_flag)  # created once M loads
     _, env = load_mdnrnn(paths.mdnrnn)
     spec = get_spec(env)
+    check_env_kwargs(args, spec)
     temperature = spec.dream_temperature if args.temperature is None else args.temperature
-    if temperature < 0:
-        raise UserError(f"--temperature must be >= 0, got {temperature}")
-    if args.pop_size < 2:
-        raise UserError("--pop_size must be at least 2 for CMA-ES")
+    if args.pop_size * args.num_rollouts > MAX_BATCH:
+        raise UserError(f"--pop_size {args.pop_size} x --num_rollouts {args.num_rollouts} = "
+                        f"{args.pop_size * args.num_rollouts:,} episodes per generation; at most {MAX_BATCH:,} "
+                        "(the dream plays them as one batch)")
     config = ControllerTrainConfig(
         mode=args.mode, pop_size=args.pop_size, num_rollouts=args.num_rollouts, sigma_init=args.sigma_init,
         temperature=temperature, done_mode=args.done,
@@ -98,6 +109,7 @@ def main() -> None:
         worker_timeout=args.worker_timeout,
     )
     episodes = default_check_episodes(spec) if args.calibration_episodes is None else args.calibration_episodes
+    ensure_writable_dir(out_dir, out_flag)
     fresh = args.new_model or not any((out_dir / name).exists() for name in (STATE_FILE, OLD_STATE_FILE))
     if args.mode == "dream" and episodes and fresh:
         world = load_world(paths, resolve_device(args.device), with_vae=False, done_mode=args.done)

@@ -13,9 +13,22 @@ import os
 from pathlib import Path
 
 from common.backend import add_backend_flags, backend_from_args
-from common.cli import ArgumentParser, non_negative_float, non_negative_int, positive_float, positive_int, run_main
+from common.cli import (
+    MAX_EPISODES,
+    MAX_STEPS,
+    MAX_WORKERS,
+    ArgumentParser,
+    check_not_file,
+    check_output_dir,
+    dream_temperature,
+    int_in,
+    non_negative_int,
+    positive_float,
+    run_main,
+)
 from common.device import DEVICE_HELP, resolve_device
 from common.errors import DataError, UserError
+from common.recorder import video_file
 from common.workers import WorkerError
 from control.evaluate import (
     Scores,
@@ -32,7 +45,14 @@ from control.evaluate import (
     record_real_episode,
     save_scores,
 )
-from control.options import add_done_flag, add_world_flags, env_name, real_env_kwargs, world_paths
+from control.options import (
+    add_done_flag,
+    add_world_flags,
+    check_env_kwargs,
+    env_name,
+    real_env_kwargs,
+    world_paths,
+)
 from control.world import best_or_last, load_world
 from data.policies import parse_policy_name, policy_names
 from envs.registry import get_spec
@@ -52,24 +72,24 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--logdir", required=True, help="experiment folder (controller/, vae/, mdnrnn/, series/)")
     p.add_argument("--controller", default=None,
                    help="controller checkpoint (default: <logdir>/controller/best.pt, else last.pt)")
-    p.add_argument("--episodes", type=positive_int, default=100, help="episodes to score (reference: 100)")
+    p.add_argument("--episodes", type=int_in(1, MAX_EPISODES), default=100, help="episodes to score (reference: 100)")
     p.add_argument("--seed", type=non_negative_int, default=0, help="episode i uses seed + i")
     p.add_argument("--dream", action="store_true", help="score in the dream (M as simulator) instead")
-    p.add_argument("--temperature", type=non_negative_float, default=None,
+    p.add_argument("--temperature", type=dream_temperature, default=None,
                    help="dream temperature (default: the env's; 1.15 for doom)")
     p.add_argument("--random", action="store_true",
                    help="score the random policy instead of the controller (the baseline; same seeds)")
     p.add_argument("--random_policy", type=policy_name, default=None,
                    help=f"policy for --random: {policy_names()}, or constant:A (the same action "
                         "every step, e.g. constant:-1 = always LEFT in doom) (default: the env's stage-01 policy)")
-    p.add_argument("--max_steps", type=positive_int, default=None,
+    p.add_argument("--max_steps", type=int_in(1, MAX_STEPS), default=None,
                    help="episode cap (default: the env's; 2100 doom, 1000 carracing)")
-    p.add_argument("--workers", type=positive_int, default=None,
+    p.add_argument("--workers", type=int_in(1, MAX_WORKERS), default=None,
                    help="real env: parallel workers, each with V, M, C on CPU and one thread (default: one per CPU "
                         "of this machine, or of the cluster with --backend ray)")
     p.add_argument("--worker_timeout", type=positive_float, default=600.0,
                    help="seconds one episode may take before its worker is replaced")
-    p.add_argument("--record", default=None, metavar="FILE.gif",
+    p.add_argument("--record", type=video_file, default=None, metavar="FILE.gif",
                    help="also play episode 0 once more in-process and save it (.gif, or .mp4 with imageio-ffmpeg): "
                         "real = full frame | 64x64 input | V's reconstruction; dream = decoded dream")
     p.add_argument("--render", action="store_true",
@@ -88,13 +108,20 @@ def build_parser() -> ArgumentParser:
 def main() -> None:
     args = build_parser().parse_args()
     backend = backend_from_args(args)
-    logdir = Path(args.logdir)
+    logdir = check_not_file(args.logdir, "--logdir")
+    try:
+        scores_dir = check_output_dir(logdir / SCORES_DIR, "--logdir")
+    except UserError as e:  # a run folder one may read but not write: score anyway, say so first
+        print(f"warning: {e}; this run's scores will not be saved or compared")
+        scores_dir = None
     paths = world_paths(args, logdir)
     spec = get_spec(env_name(args, logdir, paths))
     temperature = spec.dream_temperature if args.temperature is None else args.temperature
     seeds = [args.seed + i for i in range(args.episodes)]
     policy = args.random_policy or spec.default_policy
     env_kwargs = real_env_kwargs(args, logdir)
+    if not args.dream:
+        check_env_kwargs(args, spec)
     max_steps = args.max_steps or spec.episode_steps(env_kwargs)
     if args.dream and args.random:
         raise UserError("--random scores the real env only; drop --dream")
@@ -131,7 +158,8 @@ def main() -> None:
     except WorkerError as e:
         raise UserError(str(e)) from None
     print_scores(result)
-    compare_with_saved(logdir / SCORES_DIR, result, args, policy, source, current)
+    if scores_dir is not None:
+        compare_with_saved(scores_dir, result, args, policy, source, current)
     if args.record:
         if args.dream:
             score, length = record_dream_episode(paths, params, seeds[0], temperature, max_steps, Path(args.record),

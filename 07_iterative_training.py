@@ -12,9 +12,19 @@ command to continue; raise --rounds for more.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
-from common.cli import ArgumentParser, fraction, non_negative_int, positive_float, positive_int, run_main
+from common.cli import (
+    MAX_EPISODES,
+    MAX_WORKERS,
+    ArgumentParser,
+    check_output_dir,
+    fraction,
+    int_in,
+    positive_float,
+    positive_int,
+    require_dir,
+    run_main,
+)
 from common.device import DEVICE_HELP, resolve_device
 from common.errors import UserError
 from common.workers import WorkerError
@@ -25,24 +35,24 @@ def build_parser() -> ArgumentParser:
     p = ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1])
     p.add_argument("--logdir", required=True, help="finished run: rollouts/, vae/, series/, mdnrnn/, controller/")
     p.add_argument("--rounds", type=positive_int, default=3, help="rounds in total; a rerun continues up to this")
-    p.add_argument("--episodes", type=positive_int, default=200, help="real episodes collected per round")
+    p.add_argument("--episodes", type=int_in(1, MAX_EPISODES), default=200, help="real episodes collected per round")
     p.add_argument("--explore", type=fraction, default=0.3,
                    help="share of each round's episodes played by the run's random policy instead of the "
                         "controller (coverage of what the controller avoids)")
     p.add_argument("--mdnrnn_epochs", type=positive_int, default=10,
                    help="further epochs of M per round over all episodes so far (M's own batch settings)")
     p.add_argument("--generations", type=positive_int, default=50, help="CMA-ES generations per round")
-    p.add_argument("--pop_size", type=positive_int, default=None,
+    p.add_argument("--pop_size", type=int_in(2, 100_000), default=None,
                    help="CMA-ES population (default: the previous controller's)")
-    p.add_argument("--num_rollouts", type=positive_int, default=None,
+    p.add_argument("--num_rollouts", type=int_in(1, 100_000), default=None,
                    help="dream episodes per candidate (default: the previous controller's)")
     p.add_argument("--eval_every", type=positive_int, default=10, help="score the CMA mean every N generations")
-    p.add_argument("--eval_episodes", type=positive_int, default=256, help="dream episodes per evaluation")
-    p.add_argument("--calibration_episodes", type=non_negative_int, default=64,
+    p.add_argument("--eval_episodes", type=int_in(1, MAX_EPISODES), default=256, help="dream episodes per evaluation")
+    p.add_argument("--calibration_episodes", type=int_in(0, MAX_EPISODES), default=64,
                    help="episodes per fixed policy for each round's calibration check (0 = skip)")
-    p.add_argument("--test_episodes", type=non_negative_int, default=100,
+    p.add_argument("--test_episodes", type=int_in(0, MAX_EPISODES), default=100,
                    help="real episodes (seeds 0..N-1) scoring each round's controller (0 = skip)")
-    p.add_argument("--workers", type=positive_int, default=os.cpu_count() or 1,
+    p.add_argument("--workers", type=int_in(1, MAX_WORKERS), default=os.cpu_count() or 1,
                    help="real-env worker processes (V, M, C on CPU, one thread each)")
     p.add_argument("--worker_timeout", type=positive_float, default=600.0,
                    help="seconds one real episode may take before its worker is replaced")
@@ -53,9 +63,8 @@ def build_parser() -> ArgumentParser:
 
 def main() -> None:
     args = build_parser().parse_args()
-    logdir = Path(args.logdir)
-    if not logdir.is_dir():
-        raise UserError(f"--logdir {logdir}: no such folder")
+    logdir = require_dir(args.logdir, "--logdir")
+    check_output_dir(logdir / "iterate", "--logdir")
     config = IterateConfig(
         rounds=args.rounds, episodes=args.episodes, explore=args.explore, mdnrnn_epochs=args.mdnrnn_epochs,
         generations=args.generations, pop_size=args.pop_size, num_rollouts=args.num_rollouts,

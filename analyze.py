@@ -13,12 +13,17 @@ import os
 from pathlib import Path
 
 from common.cli import (
+    MAX_EPISODES,
+    MAX_STEPS,
+    MAX_WORKERS,
     ArgumentParser,
+    dream_temperature,
     ensure_writable_dir,
-    non_negative_float,
+    int_in,
     non_negative_int,
     positive_float,
     positive_int,
+    require_dir,
     run_main,
 )
 from common.device import DEVICE_HELP, resolve_device
@@ -53,7 +58,7 @@ def build_parser() -> tuple[ArgumentParser, dict[str, ArgumentParser]]:
 
     s = add("reconstructions", "real frames vs V's reconstructions, plus frames decoded from z ~ N(0, I) "
                                "-> reconstructions.png")
-    s.add_argument("--count", type=positive_int, default=8, help="frames (columns) to show")
+    s.add_argument("--count", type=int_in(1, 256), default=8, help="frames (columns) to show")
 
     s = add("dream-vs-real", "warm M up on a real episode, then let it dream open-loop with the episode's actions; "
                              "real | V recon | dream | error -> dream_vs_real.png/.gif, latent error curve -> "
@@ -62,7 +67,7 @@ def build_parser() -> tuple[ArgumentParser, dict[str, ArgumentParser]]:
     s.add_argument("--warmup", type=positive_int, default=10, help="real latents fed to M before it dreams alone")
     s.add_argument("--steps", type=positive_int, default=100, help="open-loop steps after the warm-up (capped by "
                                                                   "the episode's length)")
-    s.add_argument("--temperature", type=non_negative_float, default=0.0,
+    s.add_argument("--temperature", type=dream_temperature, default=0.0,
                    help="sampling temperature of the dream; 0 = M's expected next z (pi-weighted mean of the "
                         "component means): deterministic, M's best guess under squared error, so the error curve "
                         "measures the model rather than sampling noise")
@@ -76,7 +81,7 @@ def build_parser() -> tuple[ArgumentParser, dict[str, ArgumentParser]]:
                    help="dream open-loop from the episode's first frame (with its actions) instead of "
                         "teacher-forcing M on the real episode")
     s.add_argument("--steps", type=positive_int, default=200, help="steps to show (capped by the episode)")
-    s.add_argument("--temperature", type=non_negative_float, default=None,
+    s.add_argument("--temperature", type=dream_temperature, default=None,
                    help="--dream sampling temperature (default: the env's, 1.15 for doom); the weights shown are "
                         "M's own (tau 1)")
     s.add_argument("--frames", type=positive_int, default=10, help="frames shown above the charts")
@@ -86,7 +91,7 @@ def build_parser() -> tuple[ArgumentParser, dict[str, ArgumentParser]]:
     episode_flag(s)
     s.add_argument("--steps", type=positive_int, default=60, help="dream steps")
     s.add_argument("--every", type=positive_int, default=6, help="show every n-th step")
-    s.add_argument("--temperature", type=non_negative_float, default=1.0,
+    s.add_argument("--temperature", type=dream_temperature, default=1.0,
                    help="scales each component's sigma by sqrt(tau); 0 = the component's mean")
     s.add_argument("--actions", choices=["noop", "episode"], default="noop",
                    help="noop: action 0 every step; episode: the episode's own actions (then 0)")
@@ -101,10 +106,12 @@ def build_parser() -> tuple[ArgumentParser, dict[str, ArgumentParser]]:
 
     s.add_argument("--temperatures", type=parse_temperatures, default=PAPER_TEMPERATURES,
                    help="comma-separated dream temperatures (default: the paper's Table 2, 0.1,0.5,1,1.15,1.3)")
-    s.add_argument("--dream_episodes", type=positive_int, default=32, help="dream episodes per temperature")
-    s.add_argument("--real_episodes", type=non_negative_int, default=16, help="real-env episodes (0 = skip)")
-    s.add_argument("--max_steps", type=positive_int, default=None, help="episode cap (default: the env's; 2100 doom)")
-    s.add_argument("--workers", type=positive_int, default=os.cpu_count() or 1, help="real-env worker processes")
+    s.add_argument("--dream_episodes", type=int_in(1, MAX_EPISODES), default=32, help="dream episodes per temperature")
+    s.add_argument("--real_episodes", type=int_in(0, MAX_EPISODES), default=16, help="real-env episodes (0 = skip)")
+    s.add_argument("--max_steps", type=int_in(1, MAX_STEPS), default=None,
+                   help="episode cap (default: the env's; 2100 doom)")
+    s.add_argument("--workers", type=int_in(1, MAX_WORKERS), default=os.cpu_count() or 1,
+                   help="real-env worker processes")
     s.add_argument("--worker_timeout", type=positive_float, default=600.0,
                    help="seconds one real episode may take before its worker is replaced")
     s.add_argument("--no_progress", action="store_true", help="no progress bar")
@@ -113,16 +120,19 @@ def build_parser() -> tuple[ArgumentParser, dict[str, ArgumentParser]]:
                            "action; the stage-01 random policy) and of the trained controller, if any, in the dream "
                            "and in the real env on the same seeds, with the dream/real ratio and a verdict "
                            "-> calibration.csv/.png")
-    s.add_argument("--episodes", type=positive_int, default=64, help="episodes per policy, in the dream and real")
-    s.add_argument("--temperature", type=non_negative_float, default=None,
+    s.add_argument("--episodes", type=int_in(1, MAX_EPISODES), default=64,
+                   help="episodes per policy, in the dream and real")
+    s.add_argument("--temperature", type=dream_temperature, default=None,
                    help="dream temperature (default: the env's, 1.15 for doom)")
-    s.add_argument("--max_steps", type=positive_int, default=None, help="episode cap (default: the env's; 2100 doom)")
+    s.add_argument("--max_steps", type=int_in(1, MAX_STEPS), default=None,
+                   help="episode cap (default: the env's; 2100 doom)")
     s.add_argument("--dream_only", action="store_true", help="skip the real env (no ratios, no verdict)")
     from control.options import add_done_flag
 
     add_done_flag(s, default=None)
     s.add_argument("--no_controller", action="store_true", help="fixed policies only, even if a controller exists")
-    s.add_argument("--workers", type=positive_int, default=os.cpu_count() or 1, help="real-env worker processes")
+    s.add_argument("--workers", type=int_in(1, MAX_WORKERS), default=os.cpu_count() or 1,
+                   help="real-env worker processes")
     s.add_argument("--worker_timeout", type=positive_float, default=600.0,
                    help="seconds one real episode may take before its worker is replaced")
     s.add_argument("--no_progress", action="store_true", help="no progress bar")
@@ -167,9 +177,7 @@ def run(what: str, args: argparse.Namespace) -> list[Path]:
 def main() -> None:
     parser, subs = build_parser()
     args = parser.parse_args()
-    logdir = Path(args.logdir)
-    if not logdir.is_dir():
-        raise UserError(f"--logdir {logdir}: no such folder")
+    logdir = require_dir(args.logdir, "--logdir")
     args.out = str(ensure_writable_dir(Path(args.out) if args.out else logdir / "figures", "--out"))
     if args.what != "all":
         for path in run(args.what, args):

@@ -12,12 +12,23 @@ Needs a display (on a server: `xvfb-run -a python play.py ...`).
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from common.cli import ArgumentParser, json_object, non_negative_float, non_negative_int, positive_int, run_main
+from common.cli import (
+    MAX_STEPS,
+    MAX_TEMPERATURE,
+    ArgumentParser,
+    dream_temperature,
+    float_in,
+    int_in,
+    json_object,
+    non_negative_float,
+    non_negative_int,
+    output_file,
+    positive_int,
+    require_dir,
+    run_main,
+)
 from common.device import DEVICE_HELP, resolve_device
-from common.errors import UserError
-from common.recorder import save_video
+from common.recorder import save_video, video_file
 from envs.registry import EnvSpec, get_spec, known_env_names
 
 DEFAULT_FPS = {"doom": 35.0, "carracing": 50.0}
@@ -34,9 +45,9 @@ def build_parser() -> ArgumentParser:
                        help="MDN-RNN checkpoint (default: <logdir>/mdnrnn/best.pt, else last.pt)")
     dream.add_argument("--initial_z", default=None,
                        help="initial latents for resets (default: <logdir>/series/initial_z.npz)")
-    dream.add_argument("--temperature", type=non_negative_float, default=None,
+    dream.add_argument("--temperature", type=dream_temperature, default=None,
                        help="starting tau (default: the env's; 1.15 for doom)")
-    dream.add_argument("--tau_step", type=non_negative_float, default=0.05, help="how much +/- change tau")
+    dream.add_argument("--tau_step", type=float_in(0, MAX_TEMPERATURE), default=0.05, help="how much +/- change tau")
     dream.add_argument("--device", default="cpu", help=DEVICE_HELP)
     real = sub.add_parser("real", help="play the real env", description="Play the real env, seeing what the "
                           "model sees beside the full frame.")
@@ -44,25 +55,22 @@ def build_parser() -> ArgumentParser:
     real.add_argument("--env_kwargs", type=json_object, default=None,
                       help="JSON options for the env, e.g. '{\"resolution\": \"640x480\"}' for doom")
     for q in (dream, real):
-        q.add_argument("--scale", type=positive_int, default=8, help="window pixels per 64x64 pixel (8 -> 512 px)")
+        q.add_argument("--scale", type=int_in(1, 64), default=8, help="window pixels per 64x64 pixel (8 -> 512 px)")
         q.add_argument("--fps", type=non_negative_float, default=None,
                        help="steps per second, also of --record (default: 35 doom, 50 carracing; 0 = unpaced)")
         q.add_argument("--seed", type=non_negative_int, default=0, help="episode i (restarts included) uses seed + i")
         q.add_argument("--episodes", type=positive_int, default=None, help="quit after this many finished episodes")
-        q.add_argument("--max_steps", type=positive_int, default=None,
+        q.add_argument("--max_steps", type=int_in(1, MAX_STEPS), default=None,
                        help="episode cap (default: the env's; 2100 doom, 1000 carracing)")
-        q.add_argument("--record", default=None, metavar="FILE.gif",
+        q.add_argument("--record", type=video_file, default=None, metavar="FILE.gif",
                        help="save the played frames (.gif, or .mp4 with imageio-ffmpeg)")
-        q.add_argument("--screenshot", default=None, metavar="FILE.png", help="save the window at exit")
+        q.add_argument("--screenshot", type=output_file(".png"), default=None, metavar="FILE.png",
+                       help="save the window at exit")
     return p
 
 
 def main() -> None:
     args = build_parser().parse_args()
-    for flag, path, suffixes in (("--record", args.record, (".gif", ".mp4")), ("--screenshot", args.screenshot,
-                                                                                 (".png",))):
-        if path and Path(path).suffix.lower() not in suffixes:
-            raise UserError(f"{flag} {path}: must end in {' or '.join(suffixes)}")
     from control import play  # pygame
 
     play.check_display()
@@ -101,9 +109,7 @@ def make_dream(args) -> tuple:
     from control.world import WorldPaths, load_world
     from envs.dream import DreamEnv
 
-    logdir = Path(args.logdir)
-    if not logdir.is_dir():
-        raise UserError(f"--logdir {logdir}: no such folder (train V and M first: stages 02-04)")
+    logdir = require_dir(args.logdir, "--logdir", "train V and M first: stages 02-04")
     world = load_world(WorldPaths.from_logdir(logdir, args.vae, args.mdnrnn, args.initial_z),
                        resolve_device(args.device), with_vae=True)
     spec: EnvSpec = world.spec

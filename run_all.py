@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from common.cli import ArgumentParser, run_main
+from common.cli import ArgumentParser, ensure_writable_dir, run_main
 from common.pipeline import ENVS, PRESETS, TIMINGS_CSV, run_pipeline, stages
 
 
@@ -34,7 +34,7 @@ def main() -> None:
         for stage in stages(args.env, args.preset):
             print(" ".join(stage.command(logdir, args.device)[1:]))
         return
-    rows = run_pipeline(args.env, args.preset, logdir, args.device)
+    rows = run_pipeline(args.env, args.preset, ensure_writable_dir(logdir, "--logdir"), args.device)
     total = sum(float(r["seconds"]) for r in rows)
     print(f"{logdir}: {len(rows)} stages run this time, {total:.0f} s; every stage's time is in "
           f"{logdir / TIMINGS_CSV}")

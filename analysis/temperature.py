@@ -13,6 +13,7 @@ import argparse
 from pathlib import Path
 
 from analysis.loading import require_logdir
+from common.cli import MAX_TEMPERATURE
 from common.csvlog import write_csv
 from common.errors import UserError
 from common.plot import line_chart
@@ -71,12 +72,12 @@ def temperature(logdir: Path, out: Path, temperatures: tuple[float, ...] = PAPER
 
 
 def parse_temperatures(text: str) -> tuple[float, ...]:
-    """'0.1,0.5,1' -> (0.1, 0.5, 1.0); each must be >= 0."""
+    """'0.1,0.5,1' -> (0.1, 0.5, 1.0); each in [0, MAX_TEMPERATURE]."""
     try:
         values = tuple(float(v) for v in text.split(",") if v.strip())
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
-    if not values or any(not 0 <= v < float("inf") for v in values):
-        raise argparse.ArgumentTypeError(f"temperatures must be >= 0, got {text!r}")
+    if not values or any(not 0 <= v <= MAX_TEMPERATURE for v in values):
+        raise argparse.ArgumentTypeError(f"temperatures must be in [0, {MAX_TEMPERATURE:g}], got {text!r}")
     return values
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
@@ -56,24 +58,66 @@ def run_main(main: Callable[[], int | None]) -> NoReturn:
     sys.exit(code or 0)
 
 
+# Ceilings for absurd values: past them numpy/torch/C code overflows (seeds, counts), or one batch, list or
+# process pool would exhaust the machine long before any result; nothing sensible needs more.
+MAX_INT = 2**31 - 1
+MAX_WORKERS = 1024  # processes (or Ray tasks) at once
+MAX_EPISODES = 1_000_000  # episodes scored, evaluated or calibrated in one command
+MAX_STEPS = 10_000_000  # steps per episode
+MAX_TEMPERATURE = 100.0  # dream temperature: sigma grows as sqrt(tau); the paper's largest is 1.3
+
+
 def positive_int(text: str) -> int:
-    value = _parse(int, text, "an integer")
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
-    return value
+    return _int_in(text, 1, MAX_INT)
 
 
 def non_negative_int(text: str) -> int:
+    return _int_in(text, 0, MAX_INT)
+
+
+def int_in(low: int, high: int) -> Callable[[str], int]:
+    """argparse type: an integer in [low, high]."""
+    return lambda text: _int_in(text, low, high)
+
+
+def float_in(low: float, high: float, low_open: bool = False) -> Callable[[str], float]:
+    """argparse type: a number in [low, high] ((low, high] with low_open)."""
+    def check(text: str) -> float:
+        value = _parse(float, text, "a number")
+        if not ((low < value) if low_open else (low <= value)):  # nan too
+            raise argparse.ArgumentTypeError(f"must be {'>' if low_open else '>='} {low:g}, got {text}")
+        if not value <= high:
+            raise argparse.ArgumentTypeError(f"must be <= {high:g}, got {text}")
+        return value
+
+    return check
+
+
+def _int_in(text: str, low: int, high: int) -> int:
     value = _parse(int, text, "an integer")
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    if value < low:
+        raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}" if low != 1 else f"must be > 0, got {value}")
+    if value > high:
+        raise argparse.ArgumentTypeError(f"must be <= {high:,}, got {value}")
     return value
+
+
+def dream_temperature(text: str) -> float:
+    """A dream temperature: 0 (M's mean) up to MAX_TEMPERATURE."""
+    return float_in(0.0, MAX_TEMPERATURE)(text)
 
 
 def positive_float(text: str) -> float:
     value = _parse(float, text, "a number")
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be > 0 and finite, got {text}")
+    return value
+
+
+def finite_float(text: str) -> float:
+    value = _parse(float, text, "a number")
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
     return value
 
 
@@ -108,7 +152,7 @@ def add_training_flags(p: argparse.ArgumentParser, outputs: str) -> None:
     """Flags stages 02 and 04 share: seeding, threads, device, starting over, checkpoint cadence."""
     from common.device import DEVICE_HELP  # torch-free callers of this module should not pay for torch
 
-    p.add_argument("--num_threads", type=positive_int, default=None,
+    p.add_argument("--num_threads", type=int_in(1, MAX_WORKERS), default=None,
                    help="torch intra-op threads for training (default: torch's, one per core)")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--new_model", action="store_true", help=f"start over: ignore and replace {outputs}")
@@ -151,12 +195,94 @@ def default_logdir(env_name: str) -> Path:
 def ensure_writable_dir(path: str | os.PathLike, flag: str) -> Path:
     """Create `path` if needed and prove we can write there; raise a UserError naming `flag` if not."""
     path = Path(path)
+    check_output_dir(path, flag)
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise UserError(f"{flag} {path}: cannot create folder ({e.strerror})") from None
-    if not path.is_dir():
-        raise UserError(f"{flag} {path}: exists and is not a folder")
-    if not os.access(path, os.W_OK | os.X_OK):
-        raise UserError(f"{flag} {path}: folder is not writable")
     return path
+
+
+def check_output_dir(path: str | os.PathLike, flag: str) -> Path:
+    """Refuse at once a folder that could not be created or written, creating nothing (so a run that fails on
+    its inputs leaves no empty folders); the stage creates it when it first writes there."""
+    path = Path(path)
+    if path.exists():
+        if not path.is_dir():
+            raise UserError(f"{flag} {path}: is a file, not a folder")
+        _check_can_write_in(path, flag, path)
+        return path
+    ancestor = next((p for p in path.absolute().parents if p.exists()), Path("/"))
+    if not ancestor.is_dir():
+        raise UserError(f"{flag} {path}: {_shown(ancestor)} is a file, not a folder")
+    _check_can_write_in(ancestor, flag, path)
+    return path
+
+
+def require_dir(path: str | os.PathLike, flag: str, what: str = "") -> Path:
+    """An input folder that must exist: a UserError naming `flag` if it is missing or a file."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{flag} {path}: no such folder{f' ({what})' if what else ''}")
+    if not path.is_dir():
+        raise UserError(f"{flag} {path}: is a file, not a folder")
+    return path
+
+
+def check_not_file(path: str | os.PathLike, flag: str) -> Path:
+    """A folder flag whose folder may be missing (its files are then reported by name): refuse only a file."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{flag} {path}: is a file, not a folder")
+    return path
+
+
+def output_file_error(path: str | os.PathLike, suffixes: tuple[str, ...] = ()) -> str:
+    """Why a single output file cannot be written where asked ('' if it can): an unknown extension, a folder in
+    its place, or a parent folder that is missing, a file, or not writable. Nothing is created."""
+    path = Path(path)
+    if suffixes and path.suffix.lower() not in suffixes:
+        return f"{path}: must end in {' or '.join(suffixes)}"
+    if path.is_dir():
+        return f"{path}: is a folder; give a file name"
+    parent = path.parent
+    if not parent.exists():
+        return f"{path}: folder {_shown(parent)} does not exist"
+    if not parent.is_dir():
+        return f"{path}: {_shown(parent)} is a file, not a folder"
+    try:
+        _check_can_write_in(parent, "", path)
+    except UserError as e:
+        return str(e).strip()
+    return ""
+
+
+def output_file(*suffixes: str) -> Callable[[str], str]:
+    """argparse type for a single output file (e.g. --record FILE.gif): refused before any work if it could
+    not be written, so a long run never ends in a failed save."""
+    def check(text: str) -> str:
+        problem = output_file_error(text, suffixes)
+        if problem:
+            raise argparse.ArgumentTypeError(problem)
+        return text
+
+    return check
+
+
+def _check_can_write_in(folder: Path, flag: str, path: Path) -> None:
+    """Create and delete a hidden file in `folder`: unlike os.access, this also holds for root and odd mounts."""
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".write-check.", dir=folder)
+    except OSError as e:
+        where = "that folder" if folder == path else f"folder {_shown(folder)}"
+        raise UserError(f"{flag} {path}: cannot write in {where} ({e.strerror})".strip()) from None
+    os.close(fd)
+    os.unlink(probe)
+
+
+def _shown(path: Path) -> str:
+    """A path as the user would write it: relative to the current folder when it is inside it."""
+    try:
+        return str(path.relative_to(Path.cwd())) or "."
+    except ValueError:
+        return str(path)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import importlib.util
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -9,7 +11,11 @@ import numpy as np
 from PIL import Image
 
 from common.atomic import atomic_path
+from common.cli import output_file_error
 from common.errors import UserError
+
+VIDEO_SUFFIXES = (".gif", ".mp4")
+MP4_HINT = "MP4 needs `pip install imageio imageio-ffmpeg`; or record a .gif"
 
 
 def upscale(frame: np.ndarray, height: int) -> np.ndarray:
@@ -44,7 +50,7 @@ def save_video(frames: Sequence[np.ndarray], path: str | Path, fps: float = 30.0
         try:
             import imageio.v2 as imageio
         except ImportError:
-            raise UserError(f"{path}: MP4 needs `pip install imageio imageio-ffmpeg`; or record a .gif") from None
+            raise UserError(f"{path}: {MP4_HINT}") from None
         with atomic_path(path) as tmp:
             writer = imageio.get_writer(str(tmp), format="FFMPEG", fps=fps, codec="libx264", macro_block_size=16)
             for f in frames:
@@ -52,3 +58,15 @@ def save_video(frames: Sequence[np.ndarray], path: str | Path, fps: float = 30.0
             writer.close()
         return path
     raise UserError(f"{path}: record to a .gif or .mp4 file")
+
+
+def video_file(text: str) -> str:
+    """argparse type for --record: a .gif, or an .mp4 if imageio-ffmpeg is installed, in a folder that exists and
+    takes files; checked before the episodes are played, not after."""
+    problem = output_file_error(text, VIDEO_SUFFIXES)
+    if not problem and Path(text).suffix.lower() == ".mp4" and not all(
+            importlib.util.find_spec(m) for m in ("imageio", "imageio_ffmpeg")):
+        problem = f"{text}: {MP4_HINT}"
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
+    return text

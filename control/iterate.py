@@ -185,13 +185,14 @@ def iterate(logdir: Path, cfg: IterateConfig, log: Any = print) -> list[dict[str
     """Run rounds 1..cfg.rounds, skipping finished ones (a summary row exists); see the module doc."""
     summary_path = logdir / "iterate" / "rounds.csv"
     done = {int(r["round"]) for r in read_csv(summary_path)} if summary_path.exists() else set()
-    csv = CsvLog(summary_path, SUMMARY_FIELDS)
+    csv = None  # created with the first finished round, so a refused start leaves no file behind
     rows = []
     for k in range(1, cfg.rounds + 1):
         if k in done:
             log(f"round {k}: finished before (see {summary_path})")
             continue
         row = run_round(logdir, k, cfg, log)
+        csv = csv or CsvLog(summary_path, SUMMARY_FIELDS)
         csv.append(row)
         rows.append(row)
     return rows

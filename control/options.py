@@ -9,7 +9,7 @@ from common.cli import json_object
 from control.world import WorldPaths, load_mdnrnn
 from data.rollouts import read_meta
 from envs.dream import DONE_MODES
-from envs.registry import get_spec
+from envs.registry import EnvSpec, get_spec
 
 
 def add_world_flags(parser: argparse.ArgumentParser) -> None:
@@ -34,6 +34,13 @@ def world_paths(args: argparse.Namespace, logdir: Path) -> WorldPaths:
 
 def real_env_kwargs(args: argparse.Namespace, logdir: Path) -> dict:
     return args.env_kwargs if args.env_kwargs is not None else env_kwargs_of_run(logdir)
+
+
+def check_env_kwargs(args: argparse.Namespace, spec: EnvSpec) -> None:
+    """Build the env once with --env_kwargs, so a bad option is one line now, not an error in every worker
+    (the run's recorded options were checked by stage 01)."""
+    if args.env_kwargs is not None:
+        spec.create(**args.env_kwargs).close()
 
 
 def env_kwargs_of_run(logdir: Path) -> dict:

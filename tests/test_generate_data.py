@@ -135,7 +135,7 @@ def test_resume_after_kill_minus_9(tmp_path):
     (["doom", "--workers", "-2"], ["--workers", "must be > 0"]),
     (["doom", "--env_kwargs", "{oops"], ["--env_kwargs", "not valid JSON"]),
     (["doom", "--env_kwargs", '{"resolution": "1x1"}'], ["bad env option", "resolution"]),
-    (["doom", "--store_folder", "afile/sub"], ["--store_folder", "cannot create folder"]),
+    (["doom", "--store_folder", "afile/sub"], ["--store_folder", "afile is a file, not a folder"]),
 ])
 def test_bad_input_is_one_line_exit_2(tmp_path, args, needles):
     (tmp_path / "afile").write_text("x")
