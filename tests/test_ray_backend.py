@@ -177,7 +177,8 @@ def test_real_mode_cma_history_and_scores_match_local(cluster, tmp_path):
                               for row in read_csv(run / "controller" / "log.csv")]
         run_stage("06_test_controller.py", "--logdir", run, "--episodes", 3, "--max_steps", 30, "--no_progress",
                   *extra)
-        scores[backend] = (run / "scores" / "real_controller.csv").read_text()
+        scores[backend] = [(r["seed"], r["score"], r["length"])  # the other columns name the run's own paths
+                           for r in read_csv(run / "scores" / "real_controller.csv")]
     assert histories["local"] == histories["ray"] and len(histories["ray"]) == 2
     assert scores["local"] == scores["ray"]
     assert np.isfinite(float(histories["ray"][1]["eval_score"]))

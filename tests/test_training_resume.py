@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import run_stage
+from test_series import doom_rollouts  # noqa: F401 - fixture: 3 real Doom episodes
 from test_train_mdnrnn import write_series
 
 from common.csvlog import CsvLog, read_csv
@@ -17,14 +17,6 @@ from training.mdnrnn import MDNTrainConfig, train_mdnrnn
 from training.vae import VAETrainConfig, train_vae
 
 TIME_FIELDS = {"seconds", "epoch_seconds", "img_per_s", "timesteps_per_s"}
-
-
-@pytest.fixture(scope="module")
-def doom_rollouts(tmp_path_factory) -> Path:
-    where = tmp_path_factory.mktemp("doom")
-    run_stage("01_generate_data.py", "doom", "--total_episodes", 3, "--max_steps", 40, "--workers", 1,
-              "--logdir", where, cwd=where)
-    return where / "rollouts"
 
 
 @pytest.fixture(scope="module")
