@@ -116,8 +116,11 @@ class CMAES:
             tmp.write_bytes(buffer.getvalue())
 
     @classmethod
-    def load(cls, path: str | Path) -> tuple[CMAES, dict[str, Any]]:
-        """The saved optimizer and the `extra` dict saved with it; DataError (one line) for anything else."""
+    def load(cls, path: str | Path, num_params: int | None = None) -> tuple[CMAES, dict[str, Any]]:
+        """The saved optimizer and the `extra` dict saved with it; DataError (one line) for anything else.
+
+        `num_params`: the dimension the caller's controller has, checked before anything of that size is built
+        (a file claiming a huge dimension would otherwise allocate its N x N covariance first)."""
         path = Path(path)
         try:
             with np.load(path, allow_pickle=False) as npz:
@@ -126,17 +129,20 @@ class CMAES:
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, UnicodeDecodeError) as e:
             raise DataError(f"{path}: corrupt or not a CMA-ES state ({type(e).__name__}: {str(e)[:200]})") from None
         try:
-            return cls._from_plain(meta, files)
+            return cls._from_plain(meta, files, num_params)
         except _Invalid as e:
             raise DataError(f"{path}: not a valid CMA-ES state ({e})") from None
 
     @classmethod
-    def _from_plain(cls, meta: Any, arrays: dict[str, np.ndarray]) -> tuple[CMAES, dict[str, Any]]:
+    def _from_plain(cls, meta: Any, arrays: dict[str, np.ndarray],
+                    num_params: int | None) -> tuple[CMAES, dict[str, Any]]:
         if not isinstance(meta, dict) or meta.get("format") != STATE_FORMAT:
             raise _Invalid("not written by this project's CMA-ES")
         if meta.get("version") != STATE_VERSION:
             raise _Invalid(f"state version {meta.get('version')!r}, this code reads {STATE_VERSION}")
         n, popsize = (_int(meta.get(k), k, 1, 10**7) for k in ("num_params", "popsize"))
+        if num_params is not None and n != num_params:
+            raise _Invalid(f"num_params {n}, this run's controller has {num_params}")
         seed = _int(meta.get("seed"), "seed", 0, 2**31)
         sigma_init = _number(meta.get("sigma_init"), "sigma_init")
         if not sigma_init > 0 or not math.isfinite(sigma_init):

@@ -144,7 +144,7 @@ def train_controller(config: ControllerTrainConfig, paths: WorldPaths, out_dir: 
 
     best_eval, best_generation, seconds_before = None, None, 0.0
     if state_path.exists():
-        es, saved = CMAES.load(state_path)
+        es, saved = CMAES.load(state_path, world.controller.num_params)
         _check_same_run(state_path, saved.get("record"), record)
         progress = saved.get("progress") or {}
         seconds_before = float(progress.get("seconds", 0.0))

@@ -167,6 +167,14 @@ def test_real_state_round_trips_and_truncated_state_is_refused(tmp_path):
     _refused(CMAES.load, tmp_path / "cut.npz", tmp_path / MARKER)
 
 
+def test_state_of_another_dimension_is_refused_before_it_is_built(tmp_path):
+    meta, arrays = _real_state(tmp_path)
+    meta["num_params"] = 10**6  # a 10^6 x 10^6 covariance if it were built
+    message = _refused(lambda p: CMAES.load(p, num_params=5), _write_state(tmp_path / "big.npz", meta, arrays),
+                       tmp_path / MARKER)
+    assert "num_params 1000000, this run's controller has 5" in message
+
+
 def test_stage_05_refuses_an_old_pickled_state_in_one_line(tmp_path):
     from conftest import assert_one_line_error, run_stage
 
