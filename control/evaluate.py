@@ -91,11 +91,8 @@ class ScoresSource:
 
 def file_sha256(path: Path) -> str:
     """sha256 of a file's bytes: which controller checkpoint a scores file came from."""
-    digest = hashlib.sha256()
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def save_scores(result: Scores, path: Path, source: ScoresSource) -> None:
