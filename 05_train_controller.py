@@ -32,6 +32,7 @@ from common.scalars import require_tensorboard
 from common.workers import WorkerError
 from control.calibration import data_policy_of, default_check_episodes, preflight
 from control.options import add_done_flag, add_world_flags, check_env_kwargs, real_env_kwargs, world_paths
+from control.real import ENVS_PER_WORKER
 from control.train import OLD_STATE_FILE, STATE_FILE, ControllerTrainConfig, train_controller
 from control.world import load_mdnrnn, load_world
 from envs.registry import get_spec
@@ -68,7 +69,15 @@ def build_parser() -> ArgumentParser:
                    help="real mode (and the dream's pre-flight check): workers, each with V, M, C on CPU and one "
                         "torch thread (default: one per CPU of this machine, or of the cluster with --backend ray)")
     p.add_argument("--worker_timeout", type=positive_float, default=600.0,
-                   help="real mode: seconds one episode may take before its worker is replaced")
+                   help="real mode: seconds one task (at most 4 x --envs_per_worker episodes) may take before its "
+                        "worker is replaced")
+    p.add_argument("--envs_per_worker", type=int_in(1, 64), default=ENVS_PER_WORKER,
+                   help="real mode: episodes each worker plays at once, with one V, C and M call a step for all "
+                        f"of them (default: {ENVS_PER_WORKER}); scores do not depend on it")
+    p.add_argument("--stop_after_negative", type=int_in(0, MAX_STEPS), default=0,
+                   help="real mode: end a training episode after N consecutive steps of negative reward "
+                        "(CarRacing: off the track or stalled; AttentionAgent used 20); evaluations of the CMA "
+                        "mean and stage 06 always play whole episodes (default: 0 = never)")
     p.add_argument("--device", default="cpu", help=f"dream mode: where the batched dream runs; {DEVICE_HELP}")
     p.add_argument("--calibration_episodes", type=int_in(0, MAX_EPISODES), default=None,
                    help="dream mode, new runs: first score fixed policies (each constant action, the stage-01 "
@@ -106,7 +115,8 @@ def main() -> None:
         max_generations=args.max_generations, eval_every=args.eval_every,
         eval_episodes=args.eval_episodes or (1024 if args.mode == "dream" else 100),
         target_return=args.target_return, seed=args.seed, workers=args.workers,
-        worker_timeout=args.worker_timeout,
+        worker_timeout=args.worker_timeout, envs_per_worker=args.envs_per_worker,
+        stop_after_negative=args.stop_after_negative,
     )
     episodes = default_check_episodes(spec) if args.calibration_episodes is None else args.calibration_episodes
     ensure_writable_dir(out_dir, out_flag)

@@ -53,6 +53,7 @@ from control.options import (
     real_env_kwargs,
     world_paths,
 )
+from control.real import ENVS_PER_WORKER
 from control.world import best_or_last, load_world
 from data.policies import parse_policy_name, policy_names
 from envs.registry import get_spec
@@ -88,7 +89,11 @@ def build_parser() -> ArgumentParser:
                    help="real env: parallel workers, each with V, M, C on CPU and one thread (default: one per CPU "
                         "of this machine, or of the cluster with --backend ray)")
     p.add_argument("--worker_timeout", type=positive_float, default=600.0,
-                   help="seconds one episode may take before its worker is replaced")
+                   help="seconds one task (at most 4 x --envs_per_worker episodes) may take before its worker is "
+                        "replaced")
+    p.add_argument("--envs_per_worker", type=int_in(1, 64), default=ENVS_PER_WORKER,
+                   help="real env: episodes each worker plays at once, with one V, C and M call a step for all of "
+                        f"them (default: {ENVS_PER_WORKER}); scores do not depend on it")
     p.add_argument("--record", type=video_file, default=None, metavar="FILE.gif",
                    help="also play episode 0 once more in-process and save it (.gif, or .mp4 with imageio-ffmpeg): "
                         "real = full frame | 64x64 input | V's reconstruction; dream = decoded dream")
@@ -154,7 +159,7 @@ def main() -> None:
         else:
             result = evaluate_real(spec, env_kwargs, None if args.random else paths, params, seeds, max_steps,
                                    args.workers, args.worker_timeout, policy, progress=not args.no_progress,
-                                   backend=backend)
+                                   backend=backend, envs_per_worker=args.envs_per_worker)
     except WorkerError as e:
         raise UserError(str(e)) from None
     print_scores(result)

@@ -10,17 +10,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from common.cli import ArgumentParser, ensure_writable_dir, run_main
+from common.cli import ArgumentParser, ensure_writable_dir, int_in, run_main
 from common.pipeline import ENVS, PRESETS, TIMINGS_CSV, run_pipeline, stages
 
 
 def build_parser() -> ArgumentParser:
     p = ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--env", choices=sorted(ENVS), default="doom", help="which environment's recipe")
-    p.add_argument("--preset", choices=sorted(PRESETS), default="paper",
+    p.add_argument("--preset", choices=PRESETS, default="paper",
                    help="paper = the reference's scale (10,000 episodes, V 10 epochs, M the reference's budget, "
-                        "C pop 64 x 16 for 200 generations; hours, meant for a GPU box); tiny = every stage "
-                        "in about a minute, to check a machine")
+                        "C pop 64 x 16 for 200 generations; hours, meant for a GPU box); cpu = CarRacing's recipe "
+                        "for a 2-core machine (about 4 hours; `make carracing`); tiny = every stage in about a "
+                        "minute, to check a machine")
+    p.add_argument("--seed", type=int_in(0, 1000), default=0,
+                   help="training seed of every stage (data, V, M, C); the test episodes stay the same "
+                        "(carracing; doom has seed 0 only)")
     p.add_argument("--logdir", default=None, help="run folder (default: runs/<preset>-<env>)")
     p.add_argument("--device", default="auto", help="passed to stages 02-05: auto, cpu or cuda")
     p.add_argument("--dry_run", action="store_true", help="print the stage commands and stop")
@@ -31,10 +35,11 @@ def main() -> None:
     args = build_parser().parse_args()
     logdir = Path(args.logdir or f"runs/{args.preset}-{args.env}")
     if args.dry_run:
-        for stage in stages(args.env, args.preset):
+        for stage in stages(args.env, args.preset, args.seed):
             print(" ".join(stage.command(logdir, args.device)[1:]))
         return
-    rows = run_pipeline(args.env, args.preset, ensure_writable_dir(logdir, "--logdir"), args.device)
+    rows = run_pipeline(args.env, args.preset, ensure_writable_dir(logdir, "--logdir"), args.device,
+                        seed=args.seed)
     total = sum(float(r["seconds"]) for r in rows)
     print(f"{logdir}: {len(rows)} stages run this time, {total:.0f} s; every stage's time is in "
           f"{logdir / TIMINGS_CSV}")

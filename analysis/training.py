@@ -5,9 +5,15 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from common.checkpoints import load_checkpoint
 from common.csvlog import read_csv
 from common.errors import DataError, UserError
 from common.plot import line_chart
+
+# The reference's CarRacing run (hardmaru's log, first 200 generations of 64 x 16): env frames per generation
+# from its mean episode length, plus 1,024 x ~1,000 frames per eval of the CMA mean (every 25 generations).
+REFERENCE_CARRACING = Path(__file__).with_name("reference_carracing.csv")
+MIN_REFERENCE_FRAMES = 27e6  # always show the reference up to its first eval (823 at 26.5 M frames)
 
 # (file under logdir, output name, title, x column, [(column, legend)...], y label)
 CHARTS = [
@@ -19,9 +25,9 @@ CHARTS = [
      [("train_loss", "train total"), ("val_loss", "validation total"), ("train_z", "train z NLL"),
       ("val_z", "validation z NLL"), ("train_done", "train done BCE"), ("val_done", "validation done BCE")],
      "loss"),
-    ("controller/log.csv", "training_controller.png", "C (controller) CMA-ES progress in the dream", "generation",
+    ("controller/log.csv", "training_controller.png", "C (controller) CMA-ES progress", "generation",
      [("mean_fitness", "population mean fitness"), ("max_fitness", "population best fitness"),
-      ("eval_score", "evaluation of the mean (dream)"), ("best_eval", "best evaluation so far")], "score"),
+      ("eval_score", "evaluation of the CMA mean"), ("best_eval", "best evaluation so far")], "score"),
 ]
 
 
@@ -60,7 +66,44 @@ def training(logdir: Path, out: Path) -> list[Path]:
         out.mkdir(parents=True, exist_ok=True)
         line_chart(series, out / png, f"{title} ({path})", x_col, ylabel, size=(820, 440))
         written.append(out / png)
+    frames_chart = controller_against_reference(logdir, out)
+    if frames_chart is not None:
+        written.append(frames_chart)
     if not written:
         raise UserError(f"--logdir {logdir}: no training logs (vae/losses.csv, mdnrnn/losses.csv, "
                         "controller/log.csv) to plot")
     return written
+
+
+def controller_against_reference(logdir: Path, out: Path) -> Path | None:
+    """CarRacing: our CMA-ES curve against the reference's at the same env frame counts (None otherwise)."""
+    log_path, checkpoint = logdir / "controller" / "log.csv", logdir / "controller" / "last.pt"
+    if not (log_path.is_file() and checkpoint.is_file()):
+        return None
+    if load_checkpoint(checkpoint, "controller").get("config", {}).get("env") != "carracing":
+        return None
+    rows = [r for r in read_csv(log_path) if math.isfinite(_number(r.get("frames")))]
+    if not rows:
+        print(f"training: {log_path} has no frames column (written before it existed); no reference chart")
+        return None
+    millions = [_number(r["frames"]) / 1e6 for r in rows]
+    reach = max(max(millions) * 1.25, MIN_REFERENCE_FRAMES / 1e6)
+    reference = [r for r in read_csv(REFERENCE_CARRACING) if _number(r["frames"]) / 1e6 <= reach]
+    ref_millions = [_number(r["frames"]) / 1e6 for r in reference]
+    series = {}
+    for legend, xs, table, column in (
+            ("ours: eval of the CMA mean", millions, rows, "eval_score"),
+            ("ours: best candidate", millions, rows, "max_fitness"),
+            ("ours: population mean", millions, rows, "mean_fitness"),
+            ("reference: eval of the CMA mean", ref_millions, reference, "eval_of_mean"),
+            ("reference: best candidate", ref_millions, reference, "pop_max"),
+            ("reference: population mean", ref_millions, reference, "pop_mean")):
+        points = [(x, _number(r.get(column))) for x, r in zip(xs, table)]
+        points = [(x, y) for x, y in points if math.isfinite(y)]
+        if points:
+            series[legend] = ([p[0] for p in points], [p[1] for p in points])
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "training_controller_vs_reference.png"
+    line_chart(series, path, "CarRacing CMA-ES: ours vs the reference (64 x 16) by env frames", "env frames (millions)",
+               "return", size=(900, 480))
+    return path

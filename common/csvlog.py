@@ -20,6 +20,11 @@ class CsvLog:
         if not self.path.exists() or self.path.stat().st_size == 0:
             with open(self.path, "w", newline="") as f:
                 csv.writer(f).writerow(fields)
+            return
+        with open(self.path, newline="") as f:
+            header = next(csv.reader(f), [])
+        if header != fields and set(header) <= set(fields):  # a log from a version with fewer columns
+            write_csv(self.path, fields, read_csv(self.path))  # its rows under the new header, new columns blank
 
     def append(self, row: dict[str, Any]) -> None:
         with open(self.path, "a", newline="") as f:

@@ -4,7 +4,8 @@ Each stage runs as its own process (exactly the command a user would type, print
 stage's flags, errors and resume rules are the stage's own. A finished stage appends a row to
 `timings.csv` in the run folder (its wall time and the throughput its last line reports); a rerun
 skips the stages that have a row and reruns the one that was interrupted, which continues where it
-stopped. Presets are the recipes (`paper`: the reference's scale; `tiny`: a minute-long check).
+stopped. Presets are the recipes (`paper`: the reference's scale; `cpu`: CarRacing on a 2-core machine in
+four hours; `tiny`: a minute-long check).
 """
 
 from __future__ import annotations
@@ -22,6 +23,10 @@ from common.errors import UserError
 TIMINGS_CSV = "timings.csv"
 TIMING_FIELDS = ["stage", "seconds", "throughput", "unit", "command", "finished"]
 ROOT = Path(__file__).resolve().parents[1]
+TRAINING_DATA_SEED = 2_000_000  # stage 01's episodes start here: apart from test seeds (0..) and stage 05's evals
+# C for `make carracing`: CMA-ES in the real game, training episodes cut after 20 steps without a new tile
+CARRACING_CPU_CONTROLLER = ("--pop_size", "32", "--num_rollouts", "8", "--max_generations", "40",
+                            "--eval_every", "5", "--eval_episodes", "32", "--stop_after_negative", "20")
 _RATE = re.compile(r"([\d.]+(?:e[+-]?\d+)?) (frames/s|img/s|timesteps/s)")
 
 
@@ -36,8 +41,12 @@ class Stage:
         return [sys.executable, str(ROOT / self.script), *args]
 
 
-def _doom(paper: bool) -> list[Stage]:
-    if paper:  # the reference's Doom recipe at its scale, with what the CPU recipe taught (sticky_mixed data)
+def _doom(preset: str, seed: int) -> list[Stage]:
+    if seed:
+        raise UserError("--seed: the doom presets have one seed so far (0)")
+    if preset == "cpu":
+        raise UserError("--preset cpu: doom's CPU recipe is `make cpu-recipe`; run_all covers paper and tiny")
+    if preset == "paper":  # the reference's Doom recipe at its scale, with what the CPU recipe taught (sticky_mixed)
         data = ("doom", "--total_episodes", "10000", "--min_length", "100", "--policy", "sticky_mixed")
         vae, mdn = ("--epochs", "10"), ("--epochs", "400")
         ctrl = ("--pop_size", "64", "--num_rollouts", "16", "--max_generations", "200", "--eval_every", "25")
@@ -52,20 +61,28 @@ def _doom(paper: bool) -> list[Stage]:
     return _stages(data, vae, mdn, ("--mode", "dream", *ctrl), episodes)
 
 
-def _carracing(paper: bool) -> list[Stage]:
-    if paper:  # the reference: 10,000 episodes, V 10 epochs, M 20 epochs, C in the real env (its log: 1,800 gens)
+def _carracing(preset: str, seed: int) -> list[Stage]:
+    if preset == "paper":  # the reference: 10,000 episodes, V 10 epochs, M 20 epochs, C in the real env (1,800 gens)
         data = ("carracing", "--total_episodes", "10000")
         vae, mdn = ("--epochs", "10"), ("--epochs", "20")
         ctrl = ("--pop_size", "64", "--num_rollouts", "16", "--max_generations", "200", "--eval_every", "25")
         episodes = "100"
-    else:
+    elif preset == "cpu":  # `make carracing`: the 2-core recipe (docs/notebook_carracing.md)
+        data = ("carracing", "--total_episodes", "400")
+        vae = ("--epochs", "1", "--max_frames", "200000", "--lr", "0.001")
+        mdn = ("--epochs", "20")
+        ctrl = CARRACING_CPU_CONTROLLER
+        episodes = "100"
+    else:  # the cpu recipe's shape at a size that runs in a minute
         data = ("carracing", "--total_episodes", "4", "--max_steps", "60")
         vae = ("--epochs", "1", "--max_frames", "200", "--batch_size", "32")
         mdn = ("--epochs", "1", "--batch_size", "2")
         ctrl = ("--pop_size", "4", "--num_rollouts", "1", "--max_generations", "1", "--eval_every", "1",
-                "--eval_episodes", "2", "--max_steps", "30")
+                "--eval_episodes", "2", "--max_steps", "30", "--stop_after_negative", "20")
         episodes = "2"
-    return _stages(data, vae, mdn, ("--mode", "real", *ctrl), episodes)
+    data = (*data, "--seed", str(TRAINING_DATA_SEED + 10_000 * seed))
+    return _stages(data, (*vae, "--seed", str(seed)), (*mdn, "--seed", str(seed)),
+                   ("--mode", "real", *ctrl, "--seed", str(seed)), episodes)
 
 
 def _stages(data: tuple, vae: tuple, mdn: tuple, ctrl: tuple, episodes: str) -> list[Stage]:
@@ -82,14 +99,15 @@ def _stages(data: tuple, vae: tuple, mdn: tuple, ctrl: tuple, episodes: str) -> 
     ]
 
 
-PRESETS = {"paper": True, "tiny": False}
+PRESETS = ("paper", "cpu", "tiny")
 ENVS = {"doom": _doom, "carracing": _carracing}
 
 
-def stages(env: str, preset: str) -> list[Stage]:
+def stages(env: str, preset: str, seed: int = 0) -> list[Stage]:
+    """The stage commands of a recipe; `seed` changes every stage's seed (a second training seed)."""
     if env not in ENVS:
         raise UserError(f"--env {env}: the presets cover {sorted(ENVS)}")
-    return ENVS[env](PRESETS[preset])
+    return ENVS[env](preset, seed)
 
 
 def finished_stages(logdir: Path) -> set[str]:
@@ -103,13 +121,13 @@ def throughput(output: str) -> tuple[str, str]:
     return (found[-1][0], found[-1][1]) if found else ("", "")
 
 
-def run_pipeline(env: str, preset: str, logdir: Path, device: str, log=print) -> list[dict]:
+def run_pipeline(env: str, preset: str, logdir: Path, device: str, log=print, seed: int = 0) -> list[dict]:
     """Run every stage that timings.csv does not list yet; return the rows written this time."""
     logdir.mkdir(parents=True, exist_ok=True)
     done = finished_stages(logdir)
     timings = CsvLog(logdir / TIMINGS_CSV, TIMING_FIELDS)
     rows = []
-    for stage in stages(env, preset):
+    for stage in stages(env, preset, seed):
         if stage.name in done:
             log(f"[{stage.name}] done before (see {TIMINGS_CSV}); skipped")
             continue

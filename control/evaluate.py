@@ -23,7 +23,7 @@ from common.errors import DataError
 from common.recorder import save_video, side_by_side
 from common.stats import Comparison, welch
 from control.agent import WorldModelAgent
-from control.real import agent_episode_task, init_worker, random_chooser, random_episode_task, run_episode
+from control.real import ENVS_PER_WORKER, agent_episodes, init_worker, random_chooser, random_episodes, run_episode
 from control.world import WorldPaths, load_world
 from data.policies import STATE_POLICIES
 from envs.dream import DreamEnv, model_actions, rollout_population
@@ -165,23 +165,23 @@ def evaluate_dream(paths: WorldPaths, params: np.ndarray, seeds: list[int], temp
 
 def evaluate_real(spec: EnvSpec, env_kwargs: dict, paths: WorldPaths | None, params: np.ndarray | None,
                   seeds: list[int], max_steps: int, workers: int | None, timeout: float, policy: str,
-                  progress: bool = True, backend: Backend = LOCAL) -> Scores:
-    """Real-env episodes on workers (local processes or Ray); params None scores the random `policy` instead."""
+                  progress: bool = True, backend: Backend = LOCAL,
+                  envs_per_worker: int = ENVS_PER_WORKER) -> Scores:
+    """Real-env episodes on workers (local processes or Ray), each playing `envs_per_worker` at once;
+    params None scores the random `policy` instead. Always whole episodes."""
     init_args = (spec.name, env_kwargs, backend.ship(paths.vae) if paths else None,
-                 backend.ship(paths.mdnrnn) if paths else None)
-    scores, lengths, invalid = np.zeros(len(seeds)), np.zeros(len(seeds)), [None] * len(seeds)
+                 backend.ship(paths.mdnrnn) if paths else None, envs_per_worker)
     bar = tqdm(total=len(seeds), unit="ep", desc="episodes", disable=None if progress else True)
     with backend.pool(workers, init_worker, init_args, task_timeout=timeout) as pool:
-        for i, seed in enumerate(seeds):
-            if params is None:
-                pool.submit(i, random_episode_task, policy, seed, max_steps)
-            else:
-                pool.submit(i, agent_episode_task, params.astype(np.float32), seed, max_steps)
-        while pool.pending:
-            i, episode = pool.next_result()
-            scores[i], lengths[i], invalid[i] = episode.score, episode.length, episode.invalid
-            bar.update(1)
+        if params is None:
+            episodes = random_episodes(pool, policy, seeds, max_steps, envs_per_worker, done=bar.update)
+        else:
+            episodes = agent_episodes(pool, np.repeat(params[None], len(seeds), axis=0), seeds, max_steps,
+                                      envs_per_worker, done=bar.update)
     bar.close()
+    scores = np.array([e.score for e in episodes])
+    lengths = np.array([e.length for e in episodes], np.float64)
+    invalid = [e.invalid for e in episodes]
     label = baseline_label(policy) if params is None else "controller (real)"
     refused = None if any(k is None for k in invalid) else np.asarray(invalid, np.float64)
     return Scores(label, seeds, scores, lengths, refused)

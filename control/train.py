@@ -33,7 +33,7 @@ from common.errors import DataError
 from common.plot import line_chart
 from common.scalars import ScalarMirror
 from control.cmaes import CMAES
-from control.real import agent_episode_task, init_worker
+from control.real import ENVS_PER_WORKER, agent_episodes, init_worker
 from control.world import WorldPaths, load_world
 from envs.dream import WorldModel, rollout_population
 
@@ -41,7 +41,7 @@ STATE_FILE = "es_state.npz"
 OLD_STATE_FILE = "es_state.pkl"  # pickled by versions before 2026-12; no longer loaded
 EVAL_SEED_BASE = 1_000_000  # evaluation scenarios, fixed for the whole run
 LOG_FIELDS = ["generation", "seconds", "mean_fitness", "min_fitness", "max_fitness", "std_fitness",
-              "sigma", "rms_stdev", "mean_length", "eval_score", "eval_std", "best_eval"]
+              "sigma", "rms_stdev", "mean_length", "eval_score", "eval_std", "best_eval", "frames"]
 
 
 @dataclass(frozen=True)
@@ -60,11 +60,16 @@ class ControllerTrainConfig:
     seed: int = 0
     workers: int | None = None  # real mode; None: one per CPU (of the Ray cluster with the ray backend)
     worker_timeout: float = 600.0
+    envs_per_worker: int = ENVS_PER_WORKER  # real mode: episodes a worker plays at once (one V/M/C call a step)
+    stop_after_negative: int = 0  # real mode: end a training episode after N steps of negative reward (0 = never)
 
     def identity(self) -> dict[str, Any]:
         """Settings a resumed run must share with the saved one."""
-        return {"mode": self.mode, "pop_size": self.pop_size, "num_rollouts": self.num_rollouts,
-                "seed": self.seed}
+        identity = {"mode": self.mode, "pop_size": self.pop_size, "num_rollouts": self.num_rollouts,
+                    "seed": self.seed}
+        if self.stop_after_negative:  # recorded only when used, so runs from before the rule resume
+            identity["stop_after_negative"] = self.stop_after_negative
+        return identity
 
 
 def generation_seeds(seed: int, generation: int, count: int) -> list[int]:
@@ -81,7 +86,7 @@ class DreamEvaluator:
     def __init__(self, world: WorldModel, temperature: float, max_steps: int) -> None:
         self.world, self.temperature, self.max_steps = world, temperature, max_steps
 
-    def __call__(self, params: np.ndarray, seeds: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    def __call__(self, params: np.ndarray, seeds: list[int], training: bool = True) -> tuple[np.ndarray, np.ndarray]:
         tensor = torch.as_tensor(params, dtype=torch.float32)
         return rollout_population(self.world, tensor, seeds, self.temperature, self.max_steps)
 
@@ -90,24 +95,26 @@ class DreamEvaluator:
 
 
 class RealEvaluator:
-    """Each (candidate, seed) episode is one task for a pool of CPU workers holding V and M (local or Ray)."""
+    """Episodes on a pool of CPU workers holding V and M (local or Ray), each playing K envs at once.
+
+    Training episodes may stop early (`stop_after_negative`); evaluations of the CMA mean always run whole.
+    """
 
     def __init__(self, env: str, env_kwargs: dict, paths: WorldPaths, max_steps: int, workers: int | None,
-                 timeout: float, backend: Backend = LOCAL) -> None:
-        self.max_steps = max_steps
+                 timeout: float, backend: Backend = LOCAL, envs_per_worker: int = ENVS_PER_WORKER,
+                 stop_after_negative: int = 0) -> None:
+        self.max_steps, self.slots, self.stop_after_negative = max_steps, envs_per_worker, stop_after_negative
         self.pool = backend.pool(workers, init_worker,
-                                 (env, env_kwargs, backend.ship(paths.vae), backend.ship(paths.mdnrnn)),
+                                 (env, env_kwargs, backend.ship(paths.vae), backend.ship(paths.mdnrnn),
+                                  envs_per_worker),
                                  task_timeout=timeout)
 
-    def __call__(self, params: np.ndarray, seeds: list[int]) -> tuple[np.ndarray, np.ndarray]:
-        returns = np.zeros((len(params), len(seeds)))
-        lengths = np.zeros_like(returns)
-        for p, candidate in enumerate(params):
-            for r, seed in enumerate(seeds):
-                self.pool.submit((p, r), agent_episode_task, candidate.astype(np.float32), seed, self.max_steps)
-        while self.pool.pending:
-            (p, r), episode = self.pool.next_result()
-            returns[p, r], lengths[p, r] = episode.score, episode.length
+    def __call__(self, params: np.ndarray, seeds: list[int], training: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        jobs = [(p, seed) for p in range(len(params)) for seed in seeds]
+        episodes = agent_episodes(self.pool, np.stack([params[p] for p, _ in jobs]), [seed for _, seed in jobs],
+                                  self.max_steps, self.slots, self.stop_after_negative if training else 0)
+        returns = np.array([e.score for e in episodes]).reshape(len(params), len(seeds))
+        lengths = np.array([e.length for e in episodes], np.float64).reshape(len(params), len(seeds))
         return returns, lengths
 
     def close(self) -> None:
@@ -142,12 +149,13 @@ def train_controller(config: ControllerTrainConfig, paths: WorldPaths, out_dir: 
         for p in (state_path, out_dir / OLD_STATE_FILE, last_path, best_path, log_path, out_dir / "progress.png"):
             p.unlink(missing_ok=True)
 
-    best_eval, best_generation, seconds_before = None, None, 0.0
+    best_eval, best_generation, seconds_before, frames = None, None, 0.0, 0
     if state_path.exists():
         es, saved = CMAES.load(state_path, world.controller.num_params)
         _check_same_run(state_path, saved.get("record"), record)
         progress = saved.get("progress") or {}
         seconds_before = float(progress.get("seconds", 0.0))
+        frames = int(progress.get("frames", 0))
         best_eval, best_generation = progress.get("best_eval"), progress.get("best_generation")
         drop_rows_after(log_path, "generation", es.generation)
     elif (out_dir / OLD_STATE_FILE).exists():
@@ -164,7 +172,7 @@ def train_controller(config: ControllerTrainConfig, paths: WorldPaths, out_dir: 
         evaluator: Any = DreamEvaluator(world, config.temperature, config.max_steps)
     else:
         evaluator = RealEvaluator(env, env_kwargs, paths, config.max_steps, config.workers, config.worker_timeout,
-                                  backend)
+                                  backend, config.envs_per_worker, config.stop_after_negative)
     started = time.perf_counter()
     stopped_early = False
     try:
@@ -173,6 +181,7 @@ def train_controller(config: ControllerTrainConfig, paths: WorldPaths, out_dir: 
             solutions = es.ask()
             returns, lengths = evaluator(solutions, generation_seeds(config.seed, generation, config.num_rollouts))
             fitness = returns.mean(axis=1)
+            frames += int(lengths.sum())
             es.tell(solutions, fitness)
             row: dict[str, Any] = {
                 "generation": generation, "mean_fitness": float(fitness.mean()),
@@ -181,7 +190,8 @@ def train_controller(config: ControllerTrainConfig, paths: WorldPaths, out_dir: 
                 "mean_length": float(lengths.mean()),
             }
             if generation % config.eval_every == 0 or generation == config.max_generations:
-                scores, _ = evaluator(es.mean[None], eval_seeds(config.eval_episodes))
+                scores, eval_lengths = evaluator(es.mean[None], eval_seeds(config.eval_episodes), training=False)
+                frames += int(eval_lengths.sum())
                 row["eval_score"], row["eval_std"] = float(scores.mean()), float(scores.std())
                 if best_eval is None or row["eval_score"] > best_eval:
                     best_eval, best_generation = row["eval_score"], generation
@@ -189,10 +199,10 @@ def train_controller(config: ControllerTrainConfig, paths: WorldPaths, out_dir: 
                                     progress={"generation": generation, "eval_score": best_eval,
                                               "eval_std": row["eval_std"], "eval_episodes": config.eval_episodes})
             seconds = seconds_before + time.perf_counter() - started
-            row.update(seconds=seconds, best_eval="" if best_eval is None else best_eval)
+            row.update(seconds=seconds, best_eval="" if best_eval is None else best_eval, frames=frames)
             log.append(row)
             progress = {"generation": generation, "seconds": seconds, "best_eval": best_eval,
-                        "best_generation": best_generation}
+                        "best_generation": best_generation, "frames": frames}
             save_checkpoint(last_path, "controller", record, {"params": torch.as_tensor(es.mean)}, progress=progress)
             es.save(state_path, {"record": record, "progress": progress})  # the commit point: written last
             plot_progress(log_path, out_dir / "progress.png")

@@ -244,12 +244,22 @@ class MDNRNN(nn.Module):
         restart: torch.Tensor | None = None,
     ) -> tuple[MDNOutput, LSTMState]:
         """One step for rollouts: z (B, Z), action (B, A) or (B,), restart (B,); outputs are (B, Z, K)."""
+        h, c = self.advance(z, action, state, restart)
+        return self.split_head(self.head(h)), (h, c)
+
+    def advance(
+        self,
+        z: torch.Tensor,
+        action: torch.Tensor,
+        state: LSTMState | None = None,
+        restart: torch.Tensor | None = None,
+    ) -> LSTMState:
+        """`step` without the mixture head: the memory update alone, all an agent in the real env needs."""
         h, c = self.initial_state(z.shape[0], z.device) if state is None else state
         if restart is not None:
             keep = (1.0 - restart.to(h.dtype)).unsqueeze(-1)
             h, c = h * keep, c * keep
-        h, c = self.cell.step(self._cell_inputs(z, action, restart), (h, c))
-        return self.split_head(self.head(h)), (h, c)
+        return self.cell.step(self._cell_inputs(z, action, restart), (h, c))
 
 
 def _masked_mean(values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:

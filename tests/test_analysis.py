@@ -124,3 +124,17 @@ def test_bad_input_is_one_line(world_dir, tmp_path):
                           "--steps")
     result = run_cli("analyze.py", "all", "--logdir", empty, check=False)
     assert_one_line_error(result, "no analysis had its inputs")
+
+
+def test_carracing_controller_curve_is_drawn_beside_the_references_by_frames(world_dir, tmp_path):
+    from analysis.training import controller_against_reference
+
+    run = tmp_path / "run"
+    save_checkpoint(run / "controller" / "last.pt", "controller", {"env": "carracing"}, {"params": torch.zeros(3)})
+    log = CsvLog(run / "controller" / "log.csv", ["generation", "mean_fitness", "max_fitness", "eval_score", "frames"])
+    for i in range(1, 6):
+        log.append({"generation": i, "mean_fitness": -50.0 + 40 * i, "max_fitness": 100.0 * i,
+                    "eval_score": 300.0 if i == 5 else "", "frames": 200_000 * i})
+    path = controller_against_reference(run, run / "figures")
+    assert path is not None and Image.open(path).size == (900, 480)
+    assert controller_against_reference(world_dir, tmp_path / "doom_figures") is None  # a Doom run: no such chart

@@ -39,3 +39,18 @@ def test_failing_stage_is_one_line_and_dry_run_prints_the_commands(tmp_path):
     assert "Traceback" not in result.stderr
     dry = run_stage("run_all.py", "--preset", "paper", "--dry_run").stdout.splitlines()
     assert len(dry) == 7 and "--total_episodes 10000" in dry[0] and "--random" in dry[-1]
+
+
+def test_tiny_carracing_recipe_runs_every_stage_and_a_second_seed_changes_every_training_seed(tmp_path):
+    """The shape of `make carracing` (real-env CMA-ES with the early stop, data apart from the test seeds)."""
+    out = run_stage("run_all.py", "--env", "carracing", "--preset", "tiny", "--logdir", "run", "--device", "cpu",
+                    timeout=600).stdout
+    assert "7 stages run this time" in out and "same 2 seeds" in out
+    log = read_csv(tmp_path / "run" / "controller" / "log.csv")
+    assert log[-1]["eval_score"] and int(log[-1]["frames"]) > 0
+    cpu = [s.args for s in stages("carracing", "cpu")]
+    other = [s.args for s in stages("carracing", "cpu", seed=1)]
+    seed_of = [dict(zip(a, a[1:])).get("--seed") for a in cpu]
+    assert int(seed_of[0]) >= 1_000_000 + 1024 and "--stop_after_negative" in cpu[4]  # data after the eval seeds
+    changed = [a != b for a, b in zip(cpu, other)]
+    assert changed == [True, True, False, True, True, False, False]  # 01, 02, 04, 05; 03 has none; 06 = test

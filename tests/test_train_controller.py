@@ -14,6 +14,7 @@ from world_fixture import make_tiny_world
 
 from common.checkpoints import load_checkpoint
 from common.csvlog import read_csv
+from control.real import ENVS_PER_WORKER, task_chunks
 
 SMALL = ["--pop_size", 6, "--num_rollouts", 3, "--max_steps", 60, "--eval_every", 2, "--eval_episodes", 16]
 
@@ -89,9 +90,9 @@ MARKER = {marker!r}
 
 
 def hold_first_task(module):
-    run_task = module.agent_episode_task
+    run_task = module.agent_episodes_task
 
-    def agent_episode_task(*args):
+    def agent_episodes_task(*args):
         task_id = hashlib.sha256(pickle.dumps(args)).hexdigest()
         try:
             os.close(os.open(MARKER + ".claimed", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
@@ -107,8 +108,8 @@ def hold_first_task(module):
             f.write(task_id + "\\n")
         return episode
 
-    agent_episode_task.__module__, agent_episode_task.__qualname__ = module.__name__, "agent_episode_task"
-    module.agent_episode_task = agent_episode_task  # what tasks are pickled as and unpickled to
+    agent_episodes_task.__module__, agent_episodes_task.__qualname__ = module.__name__, "agent_episodes_task"
+    module.agent_episodes_task = agent_episodes_task  # what tasks are pickled as and unpickled to
 
 
 class Hook:
@@ -159,7 +160,8 @@ def test_worker_killed_mid_generation_is_replaced(tmp_path):
     assert "1 generations done" in out
     assert [r["generation"] for r in read_csv(run / "controller" / "log.csv")] == ["1"]
     done = Path(f"{marker}.done").read_text().split()
-    assert held in done and len(done) == 4 * 2 + 2  # the killed worker's episode was played again; all were
+    tasks = len(task_chunks(4 * 2, 2, ENVS_PER_WORKER)) + len(task_chunks(2, 2, ENVS_PER_WORKER))  # training + eval
+    assert held in done and len(done) == tasks  # the killed worker's task was played again; all were
 
 
 def test_missing_models_are_one_line_errors(tmp_path):
