@@ -7,9 +7,11 @@ CPU_RUN ?= runs/cpu
 PAPER_RUN ?= runs/paper-$(ENV)
 ENV ?= doom
 BP_RUN ?= runs/binpacking
+SEED ?= 0
+CAR_RUN ?= runs/carracing-seed$(SEED)
 WORKERS ?= $(shell nproc)
 
-.PHONY: setup setup-ray setup-optional demo cpu-recipe binpacking paper test lint bench clean
+.PHONY: setup setup-ray setup-optional demo cpu-recipe carracing binpacking paper test lint bench clean
 
 setup: $(VENV)/.installed
 
@@ -55,6 +57,13 @@ cpu-recipe: setup
 		--max_generations 30 --eval_every 10 --eval_episodes 256
 	$(PY) 06_test_controller.py --logdir $(CPU_RUN) --episodes 100 --random --no_progress | tail -n 2
 	$(PY) 06_test_controller.py --logdir $(CPU_RUN) --episodes 100 --no_progress | tail -n 2
+
+# CarRacing on a 2-core machine (README "CarRacing"): 400 brownian episodes, V, M, CMA-ES in the real game
+# (training episodes cut after 20 steps without a new tile), then the controller and the random policy on
+# test seeds 0-99 with the Welch line. Each stage's time goes to $(CAR_RUN)/timings.csv; rerun to continue.
+# SEED=1 changes every training seed (data, V, M, C).
+carracing: setup
+	$(PY) run_all.py --env carracing --preset cpu --seed $(SEED) --logdir $(CAR_RUN) --device cpu
 
 # Bin packing (README "Bin packing"): the real-trained controller, ~65 min on 2 cores; then the baselines
 # on the same seeds, each printing the Welch line against the controller.

@@ -14,6 +14,7 @@ from world_fixture import make_tiny_world
 
 from analysis.temperature import temperature
 from common.checkpoints import save_checkpoint
+from common.csvlog import CsvLog, read_csv
 from control.calibration import Calibration, CalibrationRow, write_calibration
 from control.evaluate import Scores, ScoresSource, load_scores, save_scores
 
@@ -82,3 +83,13 @@ def test_temperature_csv_lines_up_with_its_header(tmp_path):
     assert header == ["temperature", "dream_mean", "dream_std", "real_mean", "real_std"]
     assert [r["temperature"] for r in back] == ["0.5", "1.15"]
     assert all(0 < float(r["dream_mean"]) <= 10 and r["real_mean"] == "nan" for r in back), back
+
+
+def test_a_log_from_a_version_with_fewer_columns_gets_the_new_header_and_keeps_its_rows(tmp_path):
+    path = tmp_path / "log.csv"
+    path.write_text("generation,mean_fitness\n1,-50.5\n2,-40\n")
+    log = CsvLog(path, ["generation", "mean_fitness", "frames"])
+    log.append({"generation": 3, "mean_fitness": -30.0, "frames": 1000})
+    assert read_csv(path) == [{"generation": "1", "mean_fitness": "-50.5", "frames": ""},
+                              {"generation": "2", "mean_fitness": "-40", "frames": ""},
+                              {"generation": "3", "mean_fitness": "-30", "frames": "1000"}]

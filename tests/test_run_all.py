@@ -1,33 +1,46 @@
-"""run_all.py: the six stages in order on the tiny preset, timed in timings.csv, resumable as a whole."""
+"""run_all.py: the stages in order on the tiny preset (CarRacing), timed in timings.csv, resumable as a whole."""
 
 from __future__ import annotations
 
-from conftest import run_stage
+from conftest import assert_one_line_error, run_stage
 
 from common.csvlog import read_csv
 from common.pipeline import stages
 
 
-def test_tiny_doom_run_then_resume_runs_only_what_is_missing(tmp_path):
-    out = run_stage("run_all.py", "--env", "doom", "--preset", "tiny", "--logdir", "run", "--device", "cpu",
+def test_tiny_carracing_recipe_runs_every_stage_then_a_rerun_runs_only_what_is_missing(tmp_path):
+    """The shape of `make carracing` at a tiny size (real-env CMA-ES with the early stop), and run_all's resume."""
+    out = run_stage("run_all.py", "--env", "carracing", "--preset", "tiny", "--logdir", "run", "--device", "cpu",
                     timeout=600).stdout
     rows = read_csv(tmp_path / "run" / "timings.csv")
-    assert [r["stage"] for r in rows] == [s.name for s in stages("doom", "tiny")]
+    assert [r["stage"] for r in rows] == [s.name for s in stages("carracing", "tiny")]
     rates = {r["stage"]: r["unit"] for r in rows}
     assert rates["01_data"] == "frames/s" and rates["02_vae"] == "img/s" and rates["04_mdnrnn"] == "timesteps/s"
     assert all(float(r["seconds"]) > 0 for r in rows) and "7 stages run this time" in out
     assert (tmp_path / "run" / "controller" / "best.pt").exists()
-    assert "same 4 seeds" in out  # the second scoring run tests controller vs random
+    log = read_csv(tmp_path / "run" / "controller" / "log.csv")
+    assert log[-1]["eval_score"] and int(log[-1]["frames"]) > 0
+    assert "same 2 seeds" in out  # the second scoring run tests controller vs random
 
-    again = run_stage("run_all.py", "--env", "doom", "--preset", "tiny", "--logdir", "run").stdout
+    again = run_stage("run_all.py", "--env", "carracing", "--preset", "tiny", "--logdir", "run").stdout
     assert "0 stages run this time" in again and again.count("skipped") == 7
 
     # As if the run had been killed during the last stage: only that one runs again.
     (tmp_path / "run" / "timings.csv").write_text("\n".join(
         (tmp_path / "run" / "timings.csv").read_text().splitlines()[:-1]) + "\n")
-    resumed = run_stage("run_all.py", "--env", "doom", "--preset", "tiny", "--logdir", "run").stdout
+    resumed = run_stage("run_all.py", "--env", "carracing", "--preset", "tiny", "--logdir", "run").stdout
     assert "1 stages run this time" in resumed and "[06_random] " in resumed
     assert len(read_csv(tmp_path / "run" / "timings.csv")) == 7
+
+
+def test_a_second_training_seed_changes_every_training_seed_and_no_test_seed():
+    cpu = [s.args for s in stages("carracing", "cpu")]
+    other = [s.args for s in stages("carracing", "cpu", seed=1)]
+    data_seed = int(dict(zip(cpu[0], cpu[0][1:]))["--seed"])
+    assert data_seed >= 1_000_000 + 1024 and "--stop_after_negative" in cpu[4]  # data after stage 05's eval seeds
+    changed = [a != b for a, b in zip(cpu, other)]
+    assert changed == [True, True, False, True, True, False, False]  # 01, 02, 04, 05; 03 has none; 06 = test
+    assert_one_line_error(run_stage("run_all.py", "--env", "doom", "--preset", "cpu", check=False), "make cpu-recipe")
 
 
 def test_failing_stage_is_one_line_and_dry_run_prints_the_commands(tmp_path):
@@ -40,17 +53,3 @@ def test_failing_stage_is_one_line_and_dry_run_prints_the_commands(tmp_path):
     dry = run_stage("run_all.py", "--preset", "paper", "--dry_run").stdout.splitlines()
     assert len(dry) == 7 and "--total_episodes 10000" in dry[0] and "--random" in dry[-1]
 
-
-def test_tiny_carracing_recipe_runs_every_stage_and_a_second_seed_changes_every_training_seed(tmp_path):
-    """The shape of `make carracing` (real-env CMA-ES with the early stop, data apart from the test seeds)."""
-    out = run_stage("run_all.py", "--env", "carracing", "--preset", "tiny", "--logdir", "run", "--device", "cpu",
-                    timeout=600).stdout
-    assert "7 stages run this time" in out and "same 2 seeds" in out
-    log = read_csv(tmp_path / "run" / "controller" / "log.csv")
-    assert log[-1]["eval_score"] and int(log[-1]["frames"]) > 0
-    cpu = [s.args for s in stages("carracing", "cpu")]
-    other = [s.args for s in stages("carracing", "cpu", seed=1)]
-    seed_of = [dict(zip(a, a[1:])).get("--seed") for a in cpu]
-    assert int(seed_of[0]) >= 1_000_000 + 1024 and "--stop_after_negative" in cpu[4]  # data after the eval seeds
-    changed = [a != b for a, b in zip(cpu, other)]
-    assert changed == [True, True, False, True, True, False, False]  # 01, 02, 04, 05; 03 has none; 06 = test
