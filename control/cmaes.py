@@ -35,7 +35,10 @@ STATE_VERSION = 1
 _META_KEY = "meta"
 
 # Attribute paths (from the CMAEvolutionStrategy) that ask/tell change, with the shape each must have:
-# N = dimension, P = popsize, "*" = a 1-d list that grows, "" = a number; any of them may be None.
+# N = dimension, P = popsize, "*" = a 1-d list that grows, "KN" = a list of K vectors (any K), "" = a number;
+# any of them may be None. cma adapts sigma by CSA for small dimensions and by TPA (two-point adaptation) from
+# a few hundred on (both paper controllers): TPA's state is its `s`, `_last_z` and the mean-shift directions
+# `tell` leaves for the next `ask` to inject.
 _STATE_SHAPES: dict[str, str] = {
     "sigma": "", "_sigma_old": "", "countiter": "", "countevals": "", "itereigenupdated": "",
     "_isotropic_mean_shift_iteration": "", "number_of_injections": "", "evaluations_per_f_value": "",
@@ -43,7 +46,8 @@ _STATE_SHAPES: dict[str, str] = {
     "pc": "N", "pc2": "N", "pc_neg": "N", "pop_sorted": "PN", "ary": "PN", "_is_independent_sample": "P",
     "sm.C": "NN", "sm.B": "NN", "sm.D": "N", "sm.last_update": "", "sm.count_tell": "", "sm.count_eigen": "",
     "adapt_sigma.ps": "N", "adapt_sigma.delta": "", "adapt_sigma._last_multiplier": "",
-    "adapt_sigma._ps_updated_iteration": "",
+    "adapt_sigma._ps_updated_iteration": "", "adapt_sigma.s": "", "adapt_sigma._last_z": "",
+    "pop_injection_directions": "KN",
     "sent_solutions.last_iteration": "", "sent_solutions.last_solution_index": "",
     "best.x": "N", "best.x_geno": "N", "best.f": "", "best.evals": "", "best.evalsall": "", "best.compared": "",
     "best.last.x": "N", "best.last.f": "",
@@ -99,7 +103,10 @@ class CMAES:
             value = _get(self.es, name)
             if value is _MISSING:
                 continue  # not created yet (cma makes some attributes at the first tell)
-            if isinstance(value, (np.ndarray, list, tuple)):
+            if _STATE_SHAPES[name] == "KN":  # a list of vectors
+                arrays[name] = np.asarray(value, np.float64).reshape(len(value), self.num_params)
+                scalars[name] = "rows"
+            elif isinstance(value, (np.ndarray, list, tuple)):
                 arrays[name] = np.asarray(value)
                 scalars[name] = "list" if isinstance(value, (list, tuple)) else "array"
             else:
@@ -156,8 +163,13 @@ class CMAES:
             if name not in _STATE_SHAPES:
                 raise _Invalid(f"unknown entry {name!r}")
             shape = _STATE_SHAPES[name]
-            if value in ("array", "list"):
-                if name not in arrays or not shape:
+            if value == "rows":
+                if name not in arrays or shape != "KN":
+                    raise _Invalid(f"{name}: rows missing or not expected")
+                data = _checked_array(arrays[name], shape, dims, name)
+                _set(self.es, name, [row.copy() for row in data])
+            elif value in ("array", "list"):
+                if name not in arrays or not shape or shape == "KN":
                     raise _Invalid(f"{name}: array missing or not expected")
                 data = _checked_array(arrays[name], shape, dims, name, allow_empty=value == "list")
                 _set(self.es, name, data.tolist() if value == "list" else data.copy())
@@ -217,6 +229,8 @@ def _checked_array(array: np.ndarray, shape: str, dims: dict[str, int], name: st
         raise _Invalid(f"{name}: dtype {array.dtype} is not numeric")
     if shape == "*":
         expected = array.shape if array.ndim == 1 else (-1,)
+    elif shape == "KN":
+        expected = (array.shape[0], dims["N"]) if array.ndim == 2 else (-1, dims["N"])
     else:
         expected = (int(shape),) if shape.isdigit() else tuple(dims[c] for c in shape)
     if array.shape != expected and not (allow_empty and array.shape == (0,)):

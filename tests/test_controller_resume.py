@@ -49,16 +49,20 @@ def _assert_same_state(a: CMAES, b: CMAES) -> None:
             assert value == right[key] or (value != value and right[key] != right[key]), key
 
 
-@pytest.mark.parametrize("stop_at", [0, 1, 7])
-def test_resumed_cma_es_follows_the_unbroken_history(tmp_path, stop_at):
-    """40 parameters, 14 generations: long enough for cma's lazy eigendecompositions to happen on both sides."""
-    unbroken, history = CMAES(40, 0.1, 12, seed=3), []
+@pytest.mark.parametrize(("dimension", "stop_at"), [(40, 0), (40, 1), (40, 7), (400, 1), (400, 7)])
+def test_resumed_cma_es_follows_the_unbroken_history(tmp_path, dimension, stop_at):
+    """14 generations: long enough for cma's lazy eigendecompositions to happen on both sides. 40 parameters
+    adapt sigma by CSA, 400 (like both paper controllers, 867 and 1,088) by TPA, which carries mean-shift
+    directions from one generation's tell to the next one's ask."""
+    assert type(CMAES(dimension, 0.1, 12).es.adapt_sigma).__name__ == ("CMAAdaptSigmaCSA" if dimension == 40
+                                                                        else "CMAAdaptSigmaTPA")
+    unbroken, history = CMAES(dimension, 0.1, 12, seed=3), []
     for _ in range(14):
         x = unbroken.ask()
         unbroken.tell(x, _sphere(x))
         history.append(x)
 
-    first = CMAES(40, 0.1, 12, seed=3)
+    first = CMAES(dimension, 0.1, 12, seed=3)
     for g in range(stop_at):
         x = first.ask()
         assert np.array_equal(x, history[g])
