@@ -35,10 +35,10 @@ STATE_VERSION = 1
 _META_KEY = "meta"
 
 # Attribute paths (from the CMAEvolutionStrategy) that ask/tell change, with the shape each must have:
-# N = dimension, P = popsize, "*" = a 1-d list that grows, "KN" = a list of K vectors (any K), "" = a number;
-# any of them may be None. cma adapts sigma by CSA for small dimensions and by TPA (two-point adaptation) from
-# a few hundred on (both paper controllers): TPA's state is its `s`, `_last_z` and the mean-shift directions
-# `tell` leaves for the next `ask` to inject.
+# N = dimension, P = popsize, "*" = a 1-d list that grows, "" = a number; any of them may be None.
+# cma adapts sigma by CSA for small dimensions and by TPA (two-point adaptation) from a few hundred on (both
+# paper controllers): TPA's state is its `s` and `_last_z`, plus the mean-shift directions `tell` leaves for
+# the next `ask`, which load() recomputes from the saved means as tell does.
 _STATE_SHAPES: dict[str, str] = {
     "sigma": "", "_sigma_old": "", "countiter": "", "countevals": "", "itereigenupdated": "",
     "_isotropic_mean_shift_iteration": "", "number_of_injections": "", "evaluations_per_f_value": "",
@@ -47,7 +47,6 @@ _STATE_SHAPES: dict[str, str] = {
     "sm.C": "NN", "sm.B": "NN", "sm.D": "N", "sm.last_update": "", "sm.count_tell": "", "sm.count_eigen": "",
     "adapt_sigma.ps": "N", "adapt_sigma.delta": "", "adapt_sigma._last_multiplier": "",
     "adapt_sigma._ps_updated_iteration": "", "adapt_sigma.s": "", "adapt_sigma._last_z": "",
-    "pop_injection_directions": "KN",
     "sent_solutions.last_iteration": "", "sent_solutions.last_solution_index": "",
     "best.x": "N", "best.x_geno": "N", "best.f": "", "best.evals": "", "best.evalsall": "", "best.compared": "",
     "best.last.x": "N", "best.last.f": "",
@@ -103,10 +102,7 @@ class CMAES:
             value = _get(self.es, name)
             if value is _MISSING:
                 continue  # not created yet (cma makes some attributes at the first tell)
-            if _STATE_SHAPES[name] == "KN":  # a list of vectors
-                arrays[name] = np.asarray(value, np.float64).reshape(len(value), self.num_params)
-                scalars[name] = "rows"
-            elif isinstance(value, (np.ndarray, list, tuple)):
+            if isinstance(value, (np.ndarray, list, tuple)):
                 arrays[name] = np.asarray(value)
                 scalars[name] = "list" if isinstance(value, (list, tuple)) else "array"
             else:
@@ -163,13 +159,8 @@ class CMAES:
             if name not in _STATE_SHAPES:
                 raise _Invalid(f"unknown entry {name!r}")
             shape = _STATE_SHAPES[name]
-            if value == "rows":
-                if name not in arrays or shape != "KN":
-                    raise _Invalid(f"{name}: rows missing or not expected")
-                data = _checked_array(arrays[name], shape, dims, name)
-                _set(self.es, name, [row.copy() for row in data])
-            elif value in ("array", "list"):
-                if name not in arrays or not shape or shape == "KN":
+            if value in ("array", "list"):
+                if name not in arrays or not shape:
                     raise _Invalid(f"{name}: array missing or not expected")
                 data = _checked_array(arrays[name], shape, dims, name, allow_empty=value == "list")
                 _set(self.es, name, data.tolist() if value == "list" else data.copy())
@@ -178,6 +169,9 @@ class CMAES:
             else:
                 _set(self.es, name, value)
         self.es._updateBDfromSM()  # C, B, D and dC of the strategy are the sampler's
+        if self.es.countiter > 0:  # what the last tell left for the next ask (TPA: +- the mean shift)
+            self.es.pop_injection_directions = []
+            self.es._prepare_injection_directions()
         if self.es.countiter > 0:  # cma's wall-clock timer (no effect on results) starts at the first ask
             self.es.timer = cma.utilities.utils.ElapsedWCTime()
             self.es.timer.pause()
@@ -229,8 +223,6 @@ def _checked_array(array: np.ndarray, shape: str, dims: dict[str, int], name: st
         raise _Invalid(f"{name}: dtype {array.dtype} is not numeric")
     if shape == "*":
         expected = array.shape if array.ndim == 1 else (-1,)
-    elif shape == "KN":
-        expected = (array.shape[0], dims["N"]) if array.ndim == 2 else (-1, dims["N"])
     else:
         expected = (int(shape),) if shape.isdigit() else tuple(dims[c] for c in shape)
     if array.shape != expected and not (allow_empty and array.shape == (0,)):
