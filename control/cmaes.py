@@ -169,7 +169,7 @@ class CMAES:
             else:
                 _set(self.es, name, value)
         self.es._updateBDfromSM()  # C, B, D and dC of the strategy are the sampler's
-        if self.es.countiter > 0:  # what the last tell left for the next ask (TPA: +- the mean shift)
+        if self.es.countiter > 0 and self.es.mean_shift_samples:  # what tell left for the next ask (TPA)
             self.es.pop_injection_directions = []
             self.es._prepare_injection_directions()
         if self.es.countiter > 0:  # cma's wall-clock timer (no effect on results) starts at the first ask
