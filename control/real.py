@@ -38,6 +38,13 @@ class Episode:
     invalid: int | None = None  # actions the env refused (bin packing's info["invalid_action"]); None: no such rule
     stopped: bool = False  # ended by the negative-reward rule, not by the env
 
+    def add_step(self, reward: float, info: dict) -> None:
+        """Count one env step's reward (and a refused action, where the env reports them)."""
+        self.score += float(reward)
+        self.length += 1
+        if "invalid_action" in info:
+            self.invalid = (self.invalid or 0) + int(bool(info["invalid_action"]))
+
 
 def run_episode(env: gym.Env, choose: Callable[[np.ndarray], np.ndarray], seed: int, max_steps: int,
                 on_reward: Callable[[float], None] | None = None) -> Episode:
@@ -49,10 +56,7 @@ def run_episode(env: gym.Env, choose: Callable[[np.ndarray], np.ndarray], seed: 
         obs, reward, terminated, truncated, info = env.step(action)
         if on_reward is not None:
             on_reward(float(reward))
-        episode.score += float(reward)
-        episode.length += 1
-        if "invalid_action" in info:
-            episode.invalid = (episode.invalid or 0) + int(bool(info["invalid_action"]))
+        episode.add_step(reward, info)
         if terminated or truncated:
             break
     return episode
@@ -94,10 +98,7 @@ def play_agent_episodes(envs: Sequence[gym.Env], agent: BatchedAgent, params: Se
             episode = results[playing[slot]]
             assert episode is not None
             frames[slot], reward, terminated, truncated, info = envs[slot].step(action)
-            episode.score += float(reward)
-            episode.length += 1
-            if "invalid_action" in info:
-                episode.invalid = (episode.invalid or 0) + int(bool(info["invalid_action"]))
+            episode.add_step(reward, info)
             negative_run[slot] = negative_run[slot] + 1 if reward < 0 else 0
             episode.stopped = 0 < stop_after_negative <= negative_run[slot] and not (terminated or truncated)
             if terminated or truncated or episode.stopped or episode.length >= max_steps:

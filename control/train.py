@@ -110,8 +110,7 @@ class RealEvaluator:
                                  task_timeout=timeout)
 
     def __call__(self, params: np.ndarray, seeds: list[int], training: bool = True) -> tuple[np.ndarray, np.ndarray]:
-        jobs = [(p, seed) for p in range(len(params)) for seed in seeds]
-        episodes = agent_episodes(self.pool, np.stack([params[p] for p, _ in jobs]), [seed for _, seed in jobs],
+        episodes = agent_episodes(self.pool, np.repeat(params, len(seeds), axis=0), list(seeds) * len(params),
                                   self.max_steps, self.slots, self.stop_after_negative if training else 0)
         returns = np.array([e.score for e in episodes]).reshape(len(params), len(seeds))
         lengths = np.array([e.length for e in episodes], np.float64).reshape(len(params), len(seeds))
