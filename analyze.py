@@ -37,7 +37,8 @@ def build_parser() -> tuple[ArgumentParser, dict[str, ArgumentParser]]:
     common = ArgumentParser(add_help=False)
     common.add_argument("--logdir", required=True, help="run folder (rollouts/, vae/, series/, mdnrnn/, controller/)")
     common.add_argument("--out", default=None, help="folder for the figures (default: <logdir>/figures)")
-    common.add_argument("--seed", type=non_negative_int, default=0, help="seed for frame picks and sampling")
+    common.add_argument("--seed", type=non_negative_int, default=0,
+                        help="seed for frame picks and sampling (temperature-table: CMA-ES's seed)")
     common.add_argument("--device", default="cpu", help=DEVICE_HELP)
     common.add_argument("--vae", default=None, help="VAE checkpoint (default: <logdir>/vae/best.pt, else last.pt); "
                                                     "use the one stage 03 encoded M's training data with")
@@ -116,6 +117,30 @@ def build_parser() -> tuple[ArgumentParser, dict[str, ArgumentParser]]:
                    help="seconds one real episode may take before its worker is replaced")
     s.add_argument("--no_progress", action="store_true", help="no progress bar")
 
+    s = add("temperature-table", "the paper's Table 2: train one controller in the dream per temperature (stage 05 "
+                                 "--mode dream, resumable), score each in the dream and in the real game beside the "
+                                 "random policy -> temperature_table.png/.csv; trains, so `all` leaves it out")
+    s.add_argument("--temperatures", type=parse_temperatures, default=PAPER_TEMPERATURES,
+                   help="comma-separated dream temperatures (default: the paper's 0.1,0.5,1,1.15,1.3)")
+    s.add_argument("--pop_size", type=int_in(2, 1024), default=32, help="CMA-ES population of each training")
+    s.add_argument("--num_rollouts", type=int_in(1, 1024), default=16, help="dream episodes per candidate")
+    s.add_argument("--max_generations", type=int_in(1, 100_000), default=30, help="generations per temperature")
+    s.add_argument("--eval_every", type=positive_int, default=10,
+                   help="evaluate the CMA mean in the dream every N generations; best.pt keeps the best")
+    s.add_argument("--eval_episodes", type=int_in(1, MAX_EPISODES), default=256, help="dream episodes per evaluation")
+    s.add_argument("--dream_episodes", type=int_in(2, MAX_EPISODES), default=100,
+                   help="dream episodes scoring each trained controller at its own temperature")
+    s.add_argument("--real_episodes", type=int_in(2, MAX_EPISODES), default=100,
+                   help="real episodes per controller and for the random policy, on seeds --test_seed + i")
+    s.add_argument("--test_seed", type=non_negative_int, default=0, help="first real test seed")
+    s.add_argument("--max_steps", type=int_in(1, MAX_STEPS), default=None,
+                   help="episode cap (default: the env's; 2100 doom)")
+    s.add_argument("--workers", type=int_in(1, MAX_WORKERS), default=os.cpu_count() or 1,
+                   help="real-env worker processes")
+    s.add_argument("--worker_timeout", type=positive_float, default=600.0,
+                   help="seconds one task of real episodes may take before its worker is replaced")
+    s.add_argument("--no_progress", action="store_true", help="no progress bars")
+
     s = add("calibration", "will a dream-trained controller transfer? Survival of fixed policies (each constant "
                            "action; the stage-01 random policy) and of the trained controller, if any, in the dream "
                            "and in the real env on the same seeds, with the dream/real ratio and a verdict "
@@ -168,6 +193,14 @@ def run(what: str, args: argparse.Namespace) -> list[Path]:
         return calibration(logdir, out, args.episodes, args.temperature, args.max_steps, args.seed, args.workers,
                            args.worker_timeout, device, progress=not args.no_progress, real=not args.dream_only,
                            controller=not args.no_controller, done_mode=args.done, **models)
+    if what == "temperature-table":
+        from analysis.temperature_table import TableScoring, TableTraining, temperature_table
+        training = TableTraining(args.pop_size, args.num_rollouts, args.max_generations, args.eval_every,
+                                 args.eval_episodes, args.seed)
+        scoring = TableScoring(args.dream_episodes, args.real_episodes, args.test_seed, args.max_steps, args.workers,
+                               args.worker_timeout)
+        return temperature_table(logdir, out, args.temperatures, training, scoring, device,
+                                 progress=not args.no_progress)
     from analysis.temperature import temperature
     return temperature(logdir, out, args.temperatures, args.dream_episodes, args.real_episodes, args.max_steps,
                        args.seed, args.workers, args.worker_timeout, device, progress=not args.no_progress,

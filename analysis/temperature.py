@@ -3,8 +3,8 @@
 Not the paper's Table 2: there a controller was *trained* in the dream at each temperature and then
 scored in the dream and in the real env. Here one fixed controller (trained at one temperature) is scored
 in the dream at each temperature, and once in the real env (its real score does not depend on tau).
-The gap shows how much each temperature flatters or punishes that controller; retraining per
-temperature (05_train_controller.py --temperature T) is needed to reproduce Table 2 itself.
+The gap shows how much each temperature flatters or punishes that controller; Table 2 itself (one
+training per temperature) is `analyze.py temperature-table` (analysis/temperature_table.py).
 """
 
 from __future__ import annotations

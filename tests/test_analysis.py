@@ -12,8 +12,8 @@ from PIL import Image
 
 from analysis.committed import committed_dream
 from analysis.images import LABEL_WIDTH
-from common.checkpoints import save_checkpoint
-from common.csvlog import CsvLog
+from common.checkpoints import load_checkpoint, save_checkpoint
+from common.csvlog import CsvLog, read_csv
 from control.world import WorldPaths, load_world
 from tests.conftest import assert_one_line_error, run_cli, run_stage
 from tests.world_fixture import make_tiny_world
@@ -138,3 +138,25 @@ def test_carracing_controller_curve_is_drawn_beside_the_references_by_frames(wor
     path = controller_against_reference(run, run / "figures")
     assert path is not None and Image.open(path).size == (900, 480)
     assert controller_against_reference(world_dir, tmp_path / "doom_figures") is None  # a Doom run: no such chart
+
+
+def test_temperature_table_trains_one_controller_per_tau_and_a_rerun_reuses_everything(world_dir):
+    args = ("analyze.py", "temperature-table", "--logdir", world_dir, "--out", "figs", "--temperatures", "0.5,1.3",
+            "--pop_size", 4, "--num_rollouts", 2, "--max_generations", 2, "--eval_every", 2, "--eval_episodes", 3,
+            "--dream_episodes", 3, "--real_episodes", 3, "--max_steps", 8, "--workers", 1, "--no_progress")
+    first = run_cli(*args)
+    rows = read_csv(Path("figs/temperature_table.csv"))
+    assert [r["temperature"] for r in rows] == ["0.5", "1.3"]
+    assert all(r["generations"] == "2" and 1 <= float(r["real_mean"]) <= 8 for r in rows)
+    assert [r["paper_real_mean"] for r in rows] == ["196", "753"]
+    assert _image(Path("figs/temperature_table.png")).size == (820, 440)
+    table = Path(world_dir) / "temperature_table"
+    for tau in ("0.5", "1.3"):
+        folder = table / f"tau_{tau}"
+        assert len(read_csv(folder / "log.csv")) == 2
+        assert (folder / "best.pt").exists() and (folder / "real_scores.csv").exists()
+    assert load_checkpoint(table / "tau_1.3" / "best.pt", "controller")["config"]["temperature"] == 1.3
+    made = {p: p.stat().st_mtime_ns for p in table.rglob("*") if p.is_file()}
+    second = run_cli(*args)
+    assert {p: p.stat().st_mtime_ns for p in table.rglob("*") if p.is_file()} == made  # nothing retrained or rescored
+    assert second.stdout.split("\ntau ", 1)[1] == first.stdout.split("\ntau ", 1)[1]
