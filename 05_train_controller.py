@@ -78,6 +78,10 @@ def build_parser() -> ArgumentParser:
                    help="real mode: end a training episode after N consecutive steps of negative reward "
                         "(CarRacing: off the track or stalled; AttentionAgent used 20); evaluations of the CMA "
                         "mean and stage 06 always play whole episodes (default: 0 = never)")
+    p.add_argument("--whole_episodes_from", type=non_negative_int, default=0,
+                   help="with --stop_after_negative: generations from G on play whole training episodes (the early "
+                        "stop makes the first generations cheap, but it never rewards finding the track again); "
+                        "may be set or moved when resuming, for generations not yet played (default: 0 = never)")
     p.add_argument("--device", default="cpu", help=f"dream mode: where the batched dream runs; {DEVICE_HELP}")
     p.add_argument("--calibration_episodes", type=int_in(0, MAX_EPISODES), default=None,
                    help="dream mode, new runs: first score fixed policies (each constant action, the stage-01 "
@@ -104,6 +108,9 @@ def main() -> None:
     spec = get_spec(env)
     check_env_kwargs(args, spec)
     temperature = spec.dream_temperature if args.temperature is None else args.temperature
+    if args.whole_episodes_from and not args.stop_after_negative:
+        raise UserError(f"--whole_episodes_from {args.whole_episodes_from}: only means something with "
+                        "--stop_after_negative N (without it every training episode plays whole)")
     if args.pop_size * args.num_rollouts > MAX_BATCH:
         raise UserError(f"--pop_size {args.pop_size} x --num_rollouts {args.num_rollouts} = "
                         f"{args.pop_size * args.num_rollouts:,} episodes per generation; at most {MAX_BATCH:,} "
@@ -116,7 +123,7 @@ def main() -> None:
         eval_episodes=args.eval_episodes or (1024 if args.mode == "dream" else 100),
         target_return=args.target_return, seed=args.seed, workers=args.workers,
         worker_timeout=args.worker_timeout, envs_per_worker=args.envs_per_worker,
-        stop_after_negative=args.stop_after_negative,
+        stop_after_negative=args.stop_after_negative, whole_episodes_from=args.whole_episodes_from,
     )
     episodes = default_check_episodes(spec) if args.calibration_episodes is None else args.calibration_episodes
     ensure_writable_dir(out_dir, out_flag)

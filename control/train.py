@@ -62,6 +62,7 @@ class ControllerTrainConfig:
     worker_timeout: float = 600.0
     envs_per_worker: int = ENVS_PER_WORKER  # real mode: episodes a worker plays at once (one V/M/C call a step)
     stop_after_negative: int = 0  # real mode: end a training episode after N steps of negative reward (0 = never)
+    whole_episodes_from: int = 0  # with stop_after_negative: generations >= this play whole episodes (0 = never)
 
     def identity(self) -> dict[str, Any]:
         """Settings a resumed run must share with the saved one."""
@@ -69,7 +70,13 @@ class ControllerTrainConfig:
                     "seed": self.seed}
         if self.stop_after_negative:  # recorded only when used, so runs from before the rule resume
             identity["stop_after_negative"] = self.stop_after_negative
+        if self.whole_episodes_from:
+            identity["whole_episodes_from"] = self.whole_episodes_from
         return identity
+
+    def stops_early(self, generation: int) -> bool:
+        """Whether this generation's training episodes may be cut by the early stop."""
+        return bool(self.stop_after_negative) and not 0 < self.whole_episodes_from <= generation
 
 
 def generation_seeds(seed: int, generation: int, count: int) -> list[int]:
@@ -151,7 +158,7 @@ def train_controller(config: ControllerTrainConfig, paths: WorldPaths, out_dir: 
     best_eval, best_generation, seconds_before, frames = None, None, 0.0, 0
     if state_path.exists():
         es, saved = CMAES.load(state_path, world.controller.num_params)
-        _check_same_run(state_path, saved.get("record"), record)
+        _check_same_run(state_path, saved.get("record"), record, es.generation)
         progress = saved.get("progress") or {}
         seconds_before = float(progress.get("seconds", 0.0))
         frames = int(progress.get("frames", 0))
@@ -178,7 +185,8 @@ def train_controller(config: ControllerTrainConfig, paths: WorldPaths, out_dir: 
         while es.generation < config.max_generations:
             generation = es.generation + 1
             solutions = es.ask()
-            returns, lengths = evaluator(solutions, generation_seeds(config.seed, generation, config.num_rollouts))
+            returns, lengths = evaluator(solutions, generation_seeds(config.seed, generation, config.num_rollouts),
+                                         training=config.stops_early(generation))
             fitness = returns.mean(axis=1)
             frames += int(lengths.sum())
             es.tell(solutions, fitness)
@@ -220,15 +228,29 @@ def train_controller(config: ControllerTrainConfig, paths: WorldPaths, out_dir: 
                        seconds_before + time.perf_counter() - started, stopped_early)
 
 
-def _check_same_run(path: Path, saved: Any, record: dict[str, Any]) -> None:
-    """A resume must use the settings the saved run was trained with (compared as JSON, as saved)."""
+def _check_same_run(path: Path, saved: Any, record: dict[str, Any], generation: int) -> None:
+    """A resume must use the settings the saved run was trained with (compared as JSON, as saved).
+
+    The one exception is `whole_episodes_from`, which may change as long as the generations already played
+    (1..generation) keep the rule they were played with: it only decides how later generations play.
+    """
     expected = json.loads(json.dumps(record))
     if not isinstance(saved, dict):
         raise DataError(f"{path}: has no record of the run's settings; use --new_model to start over")
+
+    def first_whole(settings: dict[str, Any]) -> int:
+        return min(settings.get("whole_episodes_from") or generation + 1, generation + 1)
+
     for key, value in expected.items():
+        if key == "whole_episodes_from":
+            continue
         if saved.get(key) != value:
             raise DataError(f"{path}: the saved run has {key}={saved.get(key)!r}, this run needs {key}={value!r}; "
                             "use --new_model to start over")
+    if first_whole(saved) != first_whole(expected):
+        raise DataError(f"{path}: generations 1-{generation} were played with whole_episodes_from="
+                        f"{saved.get('whole_episodes_from', 0)}; --whole_episodes_from may only change generations "
+                        f"not yet played (> {generation}), or use --new_model to start over")
 
 
 def plot_progress(log_path: Path, png_path: Path) -> None:

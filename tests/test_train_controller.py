@@ -173,3 +173,20 @@ def test_missing_models_are_one_line_errors(tmp_path):
     assert_one_line_error(result, "initial_z.npz", "stage 03")
     result = run_stage("05_train_controller.py", "--logdir", run, "--pop_size", 1, check=False)
     assert_one_line_error(result, "--pop_size")
+
+
+def test_whole_episodes_from_ends_the_early_stop_and_may_move_only_for_unplayed_generations(tmp_path):
+    run = make_tiny_world(tmp_path / "run", env="carracing")
+    real = ["--logdir", run, "--mode", "real", "--pop_size", 4, "--num_rollouts", 2, "--max_steps", 40,
+            "--eval_every", 10, "--eval_episodes", 2, "--workers", 1, "--stop_after_negative", 3]
+    run_stage("05_train_controller.py", *real, "--max_generations", 1)
+    moved = run_stage("05_train_controller.py", *real, "--max_generations", 1, "--whole_episodes_from", 1,
+                      check=False)
+    assert_one_line_error(moved, "generations 1-1", "whole_episodes_from=0")
+    run_stage("05_train_controller.py", *real, "--max_generations", 3, "--whole_episodes_from", 3)
+    lengths = [float(r["mean_length"]) for r in read_csv(run / "controller" / "log.csv")]
+    assert lengths[0] < 40 and lengths[1] < 40 and lengths[2] == 40  # cut, cut, whole
+    kept = run_stage("05_train_controller.py", *real, "--max_generations", 3, check=False)
+    assert_one_line_error(kept, "whole_episodes_from=3")
+    no_stop = run_stage("05_train_controller.py", *real[:-2], "--whole_episodes_from", 2, check=False)
+    assert_one_line_error(no_stop, "--whole_episodes_from 2", "--stop_after_negative")
