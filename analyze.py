@@ -57,6 +57,13 @@ def build_parser() -> tuple[ArgumentParser, dict[str, ArgumentParser]]:
         s.add_argument("--episode", type=non_negative_int, default=0,
                        help="real episode: position in the sorted rollouts/ folder")
 
+    def worker_flags(s: ArgumentParser) -> None:
+        s.add_argument("--workers", type=int_in(1, MAX_WORKERS), default=os.cpu_count() or 1,
+                       help="real-env worker processes")
+        s.add_argument("--worker_timeout", type=positive_float, default=600.0,
+                       help="seconds one task of real episodes may take before its worker is replaced")
+        s.add_argument("--no_progress", action="store_true", help="no progress bars")
+
     s = add("reconstructions", "real frames vs V's reconstructions, plus frames decoded from z ~ N(0, I) "
                                "-> reconstructions.png")
     s.add_argument("--count", type=int_in(1, 256), default=8, help="frames (columns) to show")
@@ -111,11 +118,7 @@ def build_parser() -> tuple[ArgumentParser, dict[str, ArgumentParser]]:
     s.add_argument("--real_episodes", type=int_in(0, MAX_EPISODES), default=16, help="real-env episodes (0 = skip)")
     s.add_argument("--max_steps", type=int_in(1, MAX_STEPS), default=None,
                    help="episode cap (default: the env's; 2100 doom)")
-    s.add_argument("--workers", type=int_in(1, MAX_WORKERS), default=os.cpu_count() or 1,
-                   help="real-env worker processes")
-    s.add_argument("--worker_timeout", type=positive_float, default=600.0,
-                   help="seconds one real episode may take before its worker is replaced")
-    s.add_argument("--no_progress", action="store_true", help="no progress bar")
+    worker_flags(s)
 
     s = add("temperature-table", "the paper's Table 2: train one controller in the dream per temperature (stage 05 "
                                  "--mode dream, resumable), score each in the dream and in the real game beside the "
@@ -135,11 +138,7 @@ def build_parser() -> tuple[ArgumentParser, dict[str, ArgumentParser]]:
     s.add_argument("--test_seed", type=non_negative_int, default=0, help="first real test seed")
     s.add_argument("--max_steps", type=int_in(1, MAX_STEPS), default=None,
                    help="episode cap (default: the env's; 2100 doom)")
-    s.add_argument("--workers", type=int_in(1, MAX_WORKERS), default=os.cpu_count() or 1,
-                   help="real-env worker processes")
-    s.add_argument("--worker_timeout", type=positive_float, default=600.0,
-                   help="seconds one task of real episodes may take before its worker is replaced")
-    s.add_argument("--no_progress", action="store_true", help="no progress bars")
+    worker_flags(s)
 
     s = add("calibration", "will a dream-trained controller transfer? Survival of fixed policies (each constant "
                            "action; the stage-01 random policy) and of the trained controller, if any, in the dream "
@@ -156,11 +155,7 @@ def build_parser() -> tuple[ArgumentParser, dict[str, ArgumentParser]]:
 
     add_done_flag(s, default=None)
     s.add_argument("--no_controller", action="store_true", help="fixed policies only, even if a controller exists")
-    s.add_argument("--workers", type=int_in(1, MAX_WORKERS), default=os.cpu_count() or 1,
-                   help="real-env worker processes")
-    s.add_argument("--worker_timeout", type=positive_float, default=600.0,
-                   help="seconds one real episode may take before its worker is replaced")
-    s.add_argument("--no_progress", action="store_true", help="no progress bar")
+    worker_flags(s)
 
     s = add("all", "every analysis whose inputs exist, with default settings")
     s.add_argument("--skip", default="", help="comma-separated analyses to leave out, e.g. temperature")
