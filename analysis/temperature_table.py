@@ -78,6 +78,7 @@ def temperature_table(logdir: Path, out: Path, temperatures: tuple[float, ...], 
     env_kwargs = env_kwargs_of_run(logdir)
     cap = scoring.max_steps or spec.episode_steps(env_kwargs)
     real_seeds = [scoring.test_seed + i for i in range(scoring.real_episodes)]
+    dream_seeds = list(range(scoring.dream_episodes))
     path, source = logdir / TABLE_DIR / "real_random.csv", ScoresSource("real", spec.default_policy, "", "",
                                                                         spec.name, env_kwargs, cap)
     random = (_reuse(path, source, real_seeds)
@@ -95,11 +96,10 @@ def temperature_table(logdir: Path, out: Path, temperatures: tuple[float, ...], 
         checkpoint = best_or_last(folder)
         params = load_controller(checkpoint, spec.name, world.controller.num_params)
         sha = file_sha256(checkpoint)
-        dream_seeds = list(range(scoring.dream_episodes))
         path, source = folder / "dream_scores.csv", ScoresSource("dream", "controller", str(checkpoint), sha,
-                                                                   spec.name, env_kwargs, cap, "threshold", tau)
+                                                                   spec.name, env_kwargs, cap, config.done_mode, tau)
         dream = (_reuse(path, source, dream_seeds)
-                 or _keep(evaluate_dream(paths, params, dream_seeds, tau, cap, device), path, source))
+                 or _keep(evaluate_dream(paths, params, dream_seeds, tau, cap, device, config.done_mode), path, source))
         path, source = folder / "real_scores.csv", ScoresSource("real", "controller", str(checkpoint), sha,
                                                                   spec.name, env_kwargs, cap)
         real = (_reuse(path, source, real_seeds)

@@ -93,7 +93,8 @@ class DreamEvaluator:
     def __init__(self, world: WorldModel, temperature: float, max_steps: int) -> None:
         self.world, self.temperature, self.max_steps = world, temperature, max_steps
 
-    def __call__(self, params: np.ndarray, seeds: list[int], training: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    def __call__(self, params: np.ndarray, seeds: list[int],
+                 may_stop_early: bool = True) -> tuple[np.ndarray, np.ndarray]:
         tensor = torch.as_tensor(params, dtype=torch.float32)
         return rollout_population(self.world, tensor, seeds, self.temperature, self.max_steps)
 
@@ -104,7 +105,8 @@ class DreamEvaluator:
 class RealEvaluator:
     """Episodes on a pool of CPU workers holding V and M (local or Ray), each playing K envs at once.
 
-    Training episodes may stop early (`stop_after_negative`); evaluations of the CMA mean always run whole.
+    Episodes may stop early (`stop_after_negative`) where the caller allows it (training generations before
+    `whole_episodes_from`); evaluations of the CMA mean always run whole.
     """
 
     def __init__(self, env: str, env_kwargs: dict, paths: WorldPaths, max_steps: int, workers: int | None,
@@ -116,9 +118,10 @@ class RealEvaluator:
                                   envs_per_worker),
                                  task_timeout=timeout)
 
-    def __call__(self, params: np.ndarray, seeds: list[int], training: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    def __call__(self, params: np.ndarray, seeds: list[int],
+                 may_stop_early: bool = True) -> tuple[np.ndarray, np.ndarray]:
         episodes = agent_episodes(self.pool, np.repeat(params, len(seeds), axis=0), list(seeds) * len(params),
-                                  self.max_steps, self.slots, self.stop_after_negative if training else 0)
+                                  self.max_steps, self.slots, self.stop_after_negative if may_stop_early else 0)
         returns = np.array([e.score for e in episodes]).reshape(len(params), len(seeds))
         lengths = np.array([e.length for e in episodes], np.float64).reshape(len(params), len(seeds))
         return returns, lengths
@@ -186,7 +189,7 @@ def train_controller(config: ControllerTrainConfig, paths: WorldPaths, out_dir: 
             generation = es.generation + 1
             solutions = es.ask()
             returns, lengths = evaluator(solutions, generation_seeds(config.seed, generation, config.num_rollouts),
-                                         training=config.stops_early(generation))
+                                         may_stop_early=config.stops_early(generation))
             fitness = returns.mean(axis=1)
             frames += int(lengths.sum())
             es.tell(solutions, fitness)
@@ -197,7 +200,8 @@ def train_controller(config: ControllerTrainConfig, paths: WorldPaths, out_dir: 
                 "mean_length": float(lengths.mean()),
             }
             if generation % config.eval_every == 0 or generation == config.max_generations:
-                scores, eval_lengths = evaluator(es.mean[None], eval_seeds(config.eval_episodes), training=False)
+                scores, eval_lengths = evaluator(es.mean[None], eval_seeds(config.eval_episodes),
+                                                 may_stop_early=False)
                 frames += int(eval_lengths.sum())
                 row["eval_score"], row["eval_std"] = float(scores.mean()), float(scores.std())
                 if best_eval is None or row["eval_score"] > best_eval:
