@@ -25,6 +25,7 @@ from common.cli import (
     run_main,
 )
 from common.errors import UserError
+from common.seeds import TRAINING_DATA_SEED
 from common.workers import WorkerError
 from data.collect import DEFAULT_MAX_STEPS, CollectConfig, generate
 from data.policies import POLICIES, STATE_POLICIES
@@ -52,8 +53,10 @@ def build_parser() -> ArgumentParser:
                         "random_fit (never a new bag while one fits) and random_mixed (per episode random_valid "
                         "or random_fit) "
                         "(default: the env's; sticky for doom, brownian for carracing, random_valid for binpacking)")
-    p.add_argument("--seed", type=non_negative_int, default=0,
-                   help="episode i uses seed + i, so results do not depend on --workers")
+    p.add_argument("--seed", type=non_negative_int, default=TRAINING_DATA_SEED,
+                   help="episode i uses env seed seed + i, so results do not depend on --workers (default "
+                        f"{TRAINING_DATA_SEED:,}: training scenarios apart from the test seeds 0.. that stage 06 "
+                        "scores)")
     p.add_argument("--max_steps", type=int_in(1, MAX_STEPS), default=None,
                    help="cap on steps per episode (default: the env's; 2100 doom, 1000 carracing, the horizon "
                         "for binpacking)")

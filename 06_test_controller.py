@@ -29,6 +29,7 @@ from common.cli import (
 from common.device import DEVICE_HELP, resolve_device
 from common.errors import DataError, UserError
 from common.recorder import video_file
+from common.seeds import scoring_seeds
 from common.workers import WorkerError
 from control.evaluate import (
     Scores,
@@ -51,6 +52,7 @@ from control.options import (
     check_env_kwargs,
     env_name,
     real_env_kwargs,
+    warn_if_seen_in_training,
     world_paths,
 )
 from control.real import ENVS_PER_WORKER
@@ -122,7 +124,7 @@ def main() -> None:
     paths = world_paths(args, logdir)
     spec = get_spec(env_name(args, logdir, paths))
     temperature = spec.dream_temperature if args.temperature is None else args.temperature
-    seeds = [args.seed + i for i in range(args.episodes)]
+    seeds = scoring_seeds(args.episodes, args.seed)
     policy = args.random_policy or spec.default_policy
     env_kwargs = real_env_kwargs(args, logdir)
     if not args.dream:
@@ -130,6 +132,8 @@ def main() -> None:
     max_steps = args.max_steps or spec.episode_steps(env_kwargs)
     if args.dream and args.random:
         raise UserError("--random scores the real env only; drop --dream")
+    if not args.dream:
+        warn_if_seen_in_training(logdir, seeds)
 
     params, done_mode = None, args.done or "threshold"
     path = Path(args.controller) if args.controller else best_or_last(logdir / "controller")

@@ -27,8 +27,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from common.backend import LOCAL, Backend  # noqa: E402
+from common.seeds import generation_seeds  # noqa: E402
 from control.cmaes import CMAES  # noqa: E402
-from control.train import RealEvaluator, generation_seeds  # noqa: E402
+from control.train import RealEvaluator  # noqa: E402
 from control.world import WorldPaths, load_mdnrnn  # noqa: E402
 from data.collect import CollectConfig, generate  # noqa: E402
 from envs.registry import get_spec  # noqa: E402

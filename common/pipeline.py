@@ -19,11 +19,11 @@ from pathlib import Path
 
 from common.csvlog import CsvLog, read_csv
 from common.errors import UserError
+from common.seeds import TRAINING_DATA_SEED
 
 TIMINGS_CSV = "timings.csv"
 TIMING_FIELDS = ["stage", "seconds", "throughput", "unit", "command", "finished"]
 ROOT = Path(__file__).resolve().parents[1]
-TRAINING_DATA_SEED = 2_000_000  # stage 01's episodes start here: apart from test seeds (0..) and stage 05's evals
 # C for `make carracing`: CMA-ES in the real game, training episodes cut after 20 steps without a new tile
 CARRACING_CPU_CONTROLLER = ("--pop_size", "32", "--num_rollouts", "8", "--max_generations", "40",
                             "--eval_every", "5", "--eval_episodes", "32", "--stop_after_negative", "20")

@@ -19,6 +19,7 @@ from common.atomic import atomic_path
 from common.checkpoints import load_checkpoint
 from common.csvlog import CsvLog, read_csv
 from common.errors import UserError
+from common.seeds import ROUND_SEED_BASE, scoring_seeds
 from control.calibration import data_policy_of, run_calibration, write_calibration
 from control.evaluate import evaluate_real, load_controller
 from control.options import env_kwargs_of_run
@@ -30,7 +31,6 @@ from data.rollouts import RolloutFolder
 from envs.registry import get_spec
 from training.mdnrnn import MDNTrainConfig, train_mdnrnn
 
-ROUND_SEED_BASE = 10_000_000  # round K collects real episodes on seeds K * base + i, apart from stage 01's
 SUMMARY_FIELDS = ["round", "episodes", "controller_episodes_mean_length", "mdnrnn_epochs", "mdnrnn_val_loss",
                   "dream_eval", "calibration", "real_mean", "real_std", "test_episodes"]
 
@@ -164,7 +164,7 @@ def run_round(logdir: Path, k: int, cfg: IterateConfig, log: Any = print) -> dic
     row["controller_episodes_mean_length"] = round(sum(lengths) / len(lengths), 1) if lengths else ""
     if cfg.test_episodes:
         params = load_controller(best_or_last(here / "controller"), world.spec.name, world.controller.num_params)
-        test_seeds = list(range(cfg.test_episodes))
+        test_seeds = scoring_seeds(cfg.test_episodes)
         real = evaluate_real(world.spec, env_kwargs, paths, params, test_seeds, c_train.max_steps, cfg.workers,
                              cfg.worker_timeout, data_policy, progress=cfg.progress)
         row.update(real_mean=round(float(real.scores.mean()), 1), real_std=round(float(real.scores.std()), 1),

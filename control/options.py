@@ -7,7 +7,7 @@ from pathlib import Path
 
 from common.cli import json_object
 from control.world import WorldPaths, load_mdnrnn
-from data.rollouts import read_meta
+from data.rollouts import read_meta, training_seeds
 from envs.dream import DONE_MODES
 from envs.registry import EnvSpec, get_spec
 
@@ -49,6 +49,16 @@ def env_kwargs_of_run(logdir: Path) -> dict:
     if not meta:
         return {}
     return get_spec(meta["env"]).options_of_run(dict(meta.get("env_kwargs", {})))
+
+
+def warn_if_seen_in_training(logdir: Path, seeds: list[int]) -> None:
+    """A score on a scenario stage 01 collected is not a test score; old runs collected from seed 0."""
+    folder = logdir / "rollouts"
+    seen = sorted(training_seeds(folder) & set(seeds)) if folder.is_dir() else []
+    if seen:
+        shown = ", ".join(map(str, seen[:5])) + (", ..." if len(seen) > 5 else "")
+        print(f"warning: {len(seen)} of the {len(seeds)} seeds scored ({shown}) are also episodes of {folder}; "
+              "a test score needs seeds no training episode used (--seed)")
 
 
 def env_name(args: argparse.Namespace, logdir: Path, paths: WorldPaths) -> str:

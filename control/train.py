@@ -32,6 +32,7 @@ from common.csvlog import CsvLog, drop_rows_after, read_csv
 from common.errors import DataError
 from common.plot import line_chart
 from common.scalars import ScalarMirror
+from common.seeds import eval_seeds, generation_seeds
 from control.cmaes import CMAES
 from control.real import ENVS_PER_WORKER, agent_episodes, init_worker
 from control.world import WorldPaths, load_world
@@ -39,7 +40,6 @@ from envs.dream import WorldModel, rollout_population
 
 STATE_FILE = "es_state.npz"
 OLD_STATE_FILE = "es_state.pkl"  # pickled by versions before 2026-12; no longer loaded
-EVAL_SEED_BASE = 1_000_000  # evaluation scenarios, fixed for the whole run
 LOG_FIELDS = ["generation", "seconds", "mean_fitness", "min_fitness", "max_fitness", "std_fitness",
               "sigma", "rms_stdev", "mean_length", "eval_score", "eval_std", "best_eval", "frames"]
 
@@ -77,14 +77,6 @@ class ControllerTrainConfig:
     def stops_early(self, generation: int) -> bool:
         """Whether this generation's training episodes may be cut by the early stop."""
         return bool(self.stop_after_negative) and not 0 < self.whole_episodes_from <= generation
-
-
-def generation_seeds(seed: int, generation: int, count: int) -> list[int]:
-    return np.random.default_rng([seed, generation]).integers(0, 2**31 - 1, count).tolist()
-
-
-def eval_seeds(count: int) -> list[int]:
-    return list(range(EVAL_SEED_BASE, EVAL_SEED_BASE + count))
 
 
 class DreamEvaluator:

@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from common.atomic import remove_stale_temp_files, write_bytes_atomic
 from common.backend import LOCAL, Backend
+from common.seeds import TRAINING_DATA_SEED
 from data.policies import make_policy
 from data.rollouts import (
     check_meta_matches,
@@ -45,7 +46,7 @@ class CollectConfig:
     env: str
     out_dir: str
     policy: str
-    seed: int = 0
+    seed: int = TRAINING_DATA_SEED  # episode i: env seed seed + i, apart from the test seeds
     max_steps: int = DEFAULT_MAX_STEPS
     min_length: int = 0
     env_kwargs: dict[str, Any] = field(default_factory=dict)

@@ -86,6 +86,15 @@ def read_meta(folder: str | Path) -> dict[str, Any] | None:
     return meta
 
 
+def training_seeds(folder: str | Path) -> set[int]:
+    """The env seeds of the episodes collected into `folder` (kept or too short): none may be a test seed."""
+    meta = read_meta(folder)
+    if meta is None:
+        return set()
+    saved, skipped = finished_indices(folder)
+    return {int(meta.get("seed", 0)) + i for i in saved | skipped}
+
+
 def write_meta(folder: str | Path, meta: dict[str, Any]) -> None:
     write_json_atomic(Path(folder) / META_FILE, {"format": FORMAT_VERSION, **meta})
 

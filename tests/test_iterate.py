@@ -7,7 +7,7 @@ from conftest import assert_one_line_error, run_stage
 
 from common.checkpoints import load_checkpoint
 from common.csvlog import read_csv
-from control.iterate import ROUND_SEED_BASE
+from common.seeds import ROUND_SEED_BASE
 from data.rollouts import RolloutFolder, read_meta
 
 
