@@ -38,6 +38,7 @@ def test_a_second_training_seed_changes_every_training_seed_and_no_test_seed():
     other = [s.args for s in stages("carracing", "cpu", seed=1)]
     data_seed = int(dict(zip(cpu[0], cpu[0][1:]))["--seed"])
     assert data_seed >= 1_000_000 + 1024 and "--stop_after_negative" in cpu[4]  # data after stage 05's eval seeds
+    assert "--whole_episodes_from" in cpu[4]  # the early stop ends before the last generations
     changed = [a != b for a, b in zip(cpu, other)]
     assert changed == [True, True, False, True, True, False, False]  # 01, 02, 04, 05; 03 has none; 06 = test
     assert_one_line_error(run_stage("run_all.py", "--env", "doom", "--preset", "cpu", check=False), "make cpu-recipe")
