@@ -58,8 +58,8 @@ cpu-recipe: setup
 	$(PY) 06_test_controller.py --logdir $(CPU_RUN) --episodes 100 --random --no_progress | tail -n 2
 	$(PY) 06_test_controller.py --logdir $(CPU_RUN) --episodes 100 --no_progress | tail -n 2
 
-# CarRacing on a 2-core machine (README "CarRacing"; ~3 h 40 min): 400 brownian episodes, V, M, CMA-ES in the
-# real game for 65 generations (the first 40 cut training episodes after 20 steps without a new tile, the
+# CarRacing on a 2-core machine (README "CarRacing"; ~3 h 15 min): 400 brownian episodes, V, M, CMA-ES in the
+# real game for 60 generations (the first 40 cut training episodes after 20 steps without a new tile, the
 # rest play them whole), then the controller and the random policy on
 # test seeds 0-99 with the Welch line. Each stage's time goes to $(CAR_RUN)/timings.csv; rerun to continue.
 # SEED=1 changes every training seed (data, V, M, C).

@@ -25,8 +25,8 @@ TIMINGS_CSV = "timings.csv"
 TIMING_FIELDS = ["stage", "seconds", "throughput", "unit", "command", "finished"]
 ROOT = Path(__file__).resolve().parents[1]
 # C for `make carracing`: CMA-ES in the real game; generations 1-40 cut training episodes after 20 steps
-# without a new tile (cheap while the car learns to drive), 41-65 play them whole (learning to recover)
-CARRACING_CPU_CONTROLLER = ("--pop_size", "32", "--num_rollouts", "8", "--max_generations", "65",
+# without a new tile (cheap while the car learns to drive), 41-60 play them whole (learning to recover)
+CARRACING_CPU_CONTROLLER = ("--pop_size", "32", "--num_rollouts", "8", "--max_generations", "60",
                             "--eval_every", "5", "--eval_episodes", "32", "--stop_after_negative", "20",
                             "--whole_episodes_from", "41")
 _RATE = re.compile(r"([\d.]+(?:e[+-]?\d+)?) (frames/s|img/s|timesteps/s)")
