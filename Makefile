@@ -1,6 +1,7 @@
 # `make demo` sets up .venv and runs the pipeline on a small default; `make test` sets up and runs the tests.
 # Times are wall clock on a 2-core machine without a GPU, setup excluded (docs/doom.md, docs/carracing.md,
-# docs/binpacking.md). Override any variable on the command line, e.g. `make demo RUN=runs/mydemo` or `make setup PYTHON=python3.12`.
+# docs/binpacking.md). Override any variable on the command line, e.g. `make demo RUN=runs/mydemo` or
+# `make setup PYTHON=python3.12`.
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
