@@ -2,8 +2,9 @@
 """Stage 06: score the trained controller over N episodes (real env by default, or the dream).
 
 Example: python 06_test_controller.py --logdir runs/doom --episodes 100
-Prints every episode's score, then mean ± std (the reference's 100-episode protocol). Episode i uses
-seed --seed + i, so `--random` scores the random-policy baseline on exactly the same episodes.
+Prints every episode's score, then mean ± std (the reference's 100-episode protocol; the sample std, ddof 1,
+as in the Welch line). Episode i uses seed --seed + i, so `--random` scores the random-policy baseline on exactly
+the same episodes.
 """
 
 from __future__ import annotations

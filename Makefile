@@ -1,21 +1,33 @@
-# `make demo` sets up and runs the pipeline on a small default; `make test` sets up and runs the tests.
+# `make demo` sets up .venv and runs the pipeline on a small default; `make test` sets up and runs the tests.
+# Times are wall clock on a 2-core machine without a GPU, setup excluded (docs/doom.md, docs/carracing.md,
+# docs/binpacking.md). Override any variable on the command line, e.g. `make demo RUN=runs/mydemo` or
+# `make setup PYTHON=python3.12`.
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 RUN    ?= runs/demo
 CPU_RUN ?= runs/cpu
-PAPER_RUN ?= runs/paper-$(ENV)
 ENV ?= doom
+PAPER_RUN ?= runs/paper-$(ENV)
 BP_RUN ?= runs/binpacking
 SEED ?= 0
 CAR_RUN ?= runs/carracing-seed$(SEED)
-WORKERS ?= $(shell nproc)
 
-.PHONY: setup setup-ray setup-optional demo cpu-recipe carracing binpacking paper test lint bench clean
+# One line and exit code 2 when $(PYTHON) is older than 3.11 (or missing), before anything is installed.
+CHECK_PYTHON = @found=$$($(PYTHON) -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])' 2>/dev/null) \
+	|| found="not found"; case "$$found" in 3.1[1-9].*|3.[2-9][0-9].*) ;; *) echo "error: this project \
+	needs Python 3.11 or newer; $(PYTHON) is $$found (try: make $(MAKECMDGOALS) PYTHON=python3.11)" >&2; exit 2;; esac
 
+.PHONY: setup check-python setup-ray setup-optional demo cpu-recipe carracing binpacking paper test lint bench clean
+
+# The pinned requirements into .venv (1.7 GB with the test extras, most of it torch; needs Python 3.11+).
 setup: $(VENV)/.installed
 
+check-python:
+	$(CHECK_PYTHON)
+
 $(VENV)/.installed: requirements.txt
+	$(CHECK_PYTHON)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
 	touch $@
@@ -34,7 +46,8 @@ $(VENV)/.installed-optional: requirements-optional.txt requirements-ray.txt $(VE
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-optional.txt
 	touch $@
 
-# The six stages on Doom with small flags (about 10 minutes on 2 cores); paper-scale flags are in README.
+# The six stages on Doom with small flags, then the controller and the random policy on the same 100 real
+# seeds: 7 minutes on 2 cores (setup excluded). Its controller loses to random, as stage 05's check warns.
 demo: setup
 	$(PY) 01_generate_data.py doom --total_episodes 300 --policy sticky_mixed --logdir $(RUN)
 	$(PY) 02_train_vae.py --logdir $(RUN) --epochs 1 --max_frames 40000 --lr 0.001
@@ -45,8 +58,8 @@ demo: setup
 	$(PY) 06_test_controller.py --logdir $(RUN) --episodes 100 --random --no_progress | tail -n 2
 	$(PY) 06_test_controller.py --logdir $(RUN) --episodes 100 --no_progress | tail -n 2
 
-# Doom on a 2-core CPU in about 30 minutes: 1,000 episodes, V on 200k frames, M 30 epochs, C 30 generations
-# (docs/notebook.md E1). Scores the controller and the random policy on the same 100 real seeds.
+# Doom on a 2-core CPU in 26 minutes: 1,000 episodes, V on 200k frames, M 30 epochs, C 30 generations in the
+# dream, then the controller and the random policy on the same 100 real seeds (docs/notebook.md, run R2).
 cpu-recipe: setup
 	$(PY) 01_generate_data.py doom --total_episodes 1000 --policy sticky_mixed --logdir $(CPU_RUN)
 	$(PY) 02_train_vae.py --logdir $(CPU_RUN) --epochs 1 --max_frames 200000 --lr 0.001
@@ -58,15 +71,16 @@ cpu-recipe: setup
 	$(PY) 06_test_controller.py --logdir $(CPU_RUN) --episodes 100 --random --no_progress | tail -n 2
 	$(PY) 06_test_controller.py --logdir $(CPU_RUN) --episodes 100 --no_progress | tail -n 2
 
-# CarRacing on a 2-core machine (README "CarRacing"; ~3 h 15 min): 400 brownian episodes, V, M, CMA-ES in the
-# real game for 60 generations (the first 40 cut training episodes after 20 steps without a new tile, the
-# rest play them whole), then the controller and the random policy on
+# CarRacing on a 2-core machine (docs/carracing.md; ~3 h 15 min, from r1's per-generation times): 400 brownian
+# episodes, V, M, CMA-ES in the real game for 60 generations (the first 40 cut training episodes after 20
+# steps without a new tile, the rest play them whole), then the controller and the random policy on
 # test seeds 0-99 with the Welch line. Each stage's time goes to $(CAR_RUN)/timings.csv; rerun to continue.
 # SEED=1 changes every training seed (data, V, M, C).
 carracing: setup
 	$(PY) run_all.py --env carracing --preset cpu --seed $(SEED) --logdir $(CAR_RUN) --device cpu
 
-# Bin packing (README "Bin packing"): the real-trained controller, ~65 min on 2 cores; then the baselines
+# Bin packing (docs/binpacking.md): the real-trained controller, ~65 min on 2 cores (the stages' times added
+# up; not yet timed as one target); then the baselines
 # on the same seeds, each printing the Welch line against the controller.
 binpacking: setup
 	$(PY) 01_generate_data.py binpacking --total_episodes 300 --logdir $(BP_RUN)
@@ -80,16 +94,21 @@ binpacking: setup
 		$(PY) 06_test_controller.py --logdir $(BP_RUN) --episodes 200 --random --random_policy $$p --no_progress \
 		| tail -n 2; done
 
-# The paper's scale in one command (run_all.py, preset "paper"; for a GPU box with 16+ cores): the six
+# The paper's scale in one command (run_all.py, preset "paper"; for a GPU box with 16+ cores; days on 2 cores;
+# not yet run end to end, so no time is claimed): the six
 # stages with the reference recipe (10,000 episodes, V 10 epochs, M 400 epochs for Doom, C pop 64 x 16 for
 # 200 generations), --device auto, each stage's time in $(PAPER_RUN)/timings.csv; rerun to continue.
 paper: setup
 	$(PY) run_all.py --env $(ENV) --preset paper --logdir $(PAPER_RUN) --device auto
 
-test: setup setup-optional
-	$(VENV)/bin/ruff check .
+# ruff, then every test (real envs, worker processes, a local two-node Ray cluster): 10-15 minutes on 2 cores.
+test: lint setup-optional
 	$(PY) -m pytest -q -p no:cacheprovider
 
+lint: setup
+	$(VENV)/bin/ruff check .
+
+# Every benchmark of docs/benchmarks.md (bench_binpacking alone takes ~7 minutes on 2 cores).
 bench: setup setup-ray
 	$(PY) bench/bench_generate.py --env doom
 	$(PY) bench/bench_ray.py
@@ -100,5 +119,6 @@ bench: setup setup-ray
 	$(PY) bench/bench_dream.py --generation
 	$(PY) bench/bench_binpacking.py
 
+# Removes the demo's run folder (runs/demo), nothing else.
 clean:
 	rm -rf $(RUN)

@@ -17,6 +17,7 @@ from common.cli import MAX_TEMPERATURE
 from common.csvlog import write_csv
 from common.errors import UserError
 from common.plot import line_chart
+from common.stats import sample_std
 from common.workers import WorkerError
 from control.evaluate import evaluate_dream, evaluate_real, load_controller
 from control.options import env_kwargs_of_run
@@ -38,8 +39,8 @@ def temperature(logdir: Path, out: Path, temperatures: tuple[float, ...] = PAPER
     rows = []
     for tau in temperatures:
         dream = evaluate_dream(paths, params, [seed + i for i in range(dream_episodes)], tau, cap, device)
-        rows.append((tau, dream.scores.mean(), dream.scores.std()))
-        print(f"dream tau {tau:g}: {dream.scores.mean():.1f} ± {dream.scores.std():.1f} "
+        rows.append((tau, dream.scores.mean(), sample_std(dream.scores)))
+        print(f"dream tau {tau:g}: {dream.scores.mean():.1f} ± {sample_std(dream.scores):.1f} "
               f"over {dream_episodes} episodes")
     real_mean = real_std = float("nan")
     if real_episodes:
@@ -49,7 +50,7 @@ def temperature(logdir: Path, out: Path, temperatures: tuple[float, ...] = PAPER
                                  worker_timeout, spec.default_policy, progress=progress)
         except WorkerError as e:
             raise UserError(str(e)) from None
-        real_mean, real_std = float(real.scores.mean()), float(real.scores.std())
+        real_mean, real_std = float(real.scores.mean()), sample_std(real.scores)
     print(f"\n{'tau':>6} {'dream mean':>11} {'dream std':>10} {'real mean':>10} {'real std':>9}")
     for tau, mean, std in rows:
         print(f"{tau:6g} {mean:11.1f} {std:10.1f} {real_mean:10.1f} {real_std:9.1f}")

@@ -19,7 +19,7 @@ from analysis.loading import require_logdir
 from common.csvlog import write_csv
 from common.errors import UserError
 from common.plot import line_chart
-from common.stats import welch
+from common.stats import sample_std, welch
 from common.workers import WorkerError
 from control.evaluate import (
     Scores,
@@ -110,8 +110,8 @@ def temperature_table(logdir: Path, out: Path, temperatures: tuple[float, ...], 
               f"vs random {_pm(random)} (Welch p {p:.2g})")
         paper = PAPER_TABLE2.get(round(tau, 2), (float("nan"),) * 4)
         rows.append({"temperature": f"{tau:g}", "generations": result.generations,
-                     "dream_mean": f"{dream.scores.mean():.1f}", "dream_std": f"{dream.scores.std():.1f}",
-                     "real_mean": f"{real.scores.mean():.1f}", "real_std": f"{real.scores.std():.1f}",
+                     "dream_mean": f"{dream.scores.mean():.1f}", "dream_std": f"{sample_std(dream.scores):.1f}",
+                     "real_mean": f"{real.scores.mean():.1f}", "real_std": f"{sample_std(real.scores):.1f}",
                      "real_vs_random_p": f"{p:.3g}", "paper_dream_mean": f"{paper[0]:g}",
                      "paper_dream_std": f"{paper[1]:g}", "paper_real_mean": f"{paper[2]:g}",
                      "paper_real_std": f"{paper[3]:g}"})
@@ -161,7 +161,7 @@ def _welch_p(a: Scores, b: Scores) -> float:
 
 
 def _pm(s: Scores) -> str:
-    return f"{s.scores.mean():.1f} ± {s.scores.std():.1f}"
+    return f"{s.scores.mean():.1f} ± {sample_std(s.scores):.1f}"
 
 
 def _print_table(rows: list[dict], random: Scores) -> None:

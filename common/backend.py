@@ -98,7 +98,7 @@ def add_backend_flags(p: Any) -> None:
     """--backend and --ray_address, for stages that fan episodes out to workers."""
     p.add_argument("--backend", choices=BACKENDS, default="local",
                    help="where episodes run: local = worker processes on this machine; ray = a Ray cluster "
-                        f"(optional: {RAY_INSTALL}; README 'Running on a cluster'); results are the same")
+                        f"(optional: {RAY_INSTALL}; docs/cluster.md); results are the same")
     p.add_argument("--ray_address", default=None,
                    help="with --backend ray: the cluster to join, e.g. auto (the one `ray start` made on this "
                         "node) or HEAD_IP:6379 (default: join a Ray running on this machine, else start one)")

@@ -41,7 +41,7 @@ _REPO = Path(__file__).resolve().parents[1]
 _NOT_SHIPPED = [".git", ".venv", "venv", "__pycache__", "runs", "docs", "*.npz", "*.pt", "*.gif", "*.mp4"]
 _POLL_SECONDS = 1.0
 # Raylets this driver starts kill what a dead worker left running (a ViZDoom engine is a child
-# process); `ray start` on a cluster should be given the same variable (README).
+# process); `ray start` on a cluster should be given the same variable (docs/cluster.md).
 RAYLET_ENV = {"RAY_process_group_cleanup_enabled": "true",
               "RAY_USAGE_STATS_ENABLED": "0"}
 

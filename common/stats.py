@@ -1,4 +1,8 @@
-"""Is a difference in mean score real? Welch's t-test on two sets of episode scores (scipy does the maths)."""
+"""Is a difference in mean score real? Welch's t-test on two sets of episode scores (scipy does the maths).
+
+Every "mean ± std" this project prints or writes uses `sample_std` (ddof 1), the summaries and the Welch
+line alike, so the same scores always show the same std.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,12 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats
+
+
+def sample_std(values) -> float:
+    """The sample standard deviation (ddof 1) of `values`; 0.0 for fewer than two values."""
+    values = np.asarray(values, np.float64)
+    return float(values.std(ddof=1)) if values.size > 1 else 0.0
 
 
 @dataclass(frozen=True)
@@ -53,5 +63,5 @@ def welch(a: np.ndarray, b: np.ndarray, label_a: str = "a", label_b: str = "b") 
         result = stats.ttest_ind(a, b, equal_var=False)
         t, p = float(result.statistic), float(result.pvalue)
         df = float((var_a + var_b) ** 2 / (var_a**2 / (len(a) - 1) + var_b**2 / (len(b) - 1)))
-    return Comparison(label_a, label_b, float(a.mean()), float(a.std(ddof=1)), len(a), float(b.mean()),
-                      float(b.std(ddof=1)), len(b), difference, se, t, df, p)
+    return Comparison(label_a, label_b, float(a.mean()), sample_std(a), len(a), float(b.mean()),
+                      sample_std(b), len(b), difference, se, t, df, p)

@@ -24,6 +24,7 @@ from common.backend import LOCAL, Backend
 from common.csvlog import write_csv
 from common.errors import UserError
 from common.plot import bar_chart
+from common.stats import sample_std
 from common.workers import WorkerError
 from control.evaluate import Scores, evaluate_real
 from control.world import WorldPaths
@@ -133,9 +134,9 @@ class Calibration:
     def table(self) -> str:
         lines = [f"{'policy':<24} {'dream survival':>18} {'real survival':>18} {'dream/real':>10}"]
         for r in self.rows:
-            real = "-" if r.real is None else f"{r.real.lengths.mean():.0f} ± {r.real.lengths.std():.0f}"
+            real = "-" if r.real is None else f"{r.real.lengths.mean():.0f} ± {sample_std(r.real.lengths):.0f}"
             mark = "" if r.real is None else ("  ok" if r.calibrated else "  <-- off")
-            lines.append(f"{r.label:<24} {r.dream.lengths.mean():>8.0f} ± {r.dream.lengths.std():<7.0f} "
+            lines.append(f"{r.label:<24} {r.dream.lengths.mean():>8.0f} ± {sample_std(r.dream.lengths):<7.0f} "
                          f"{real:>18} {r.ratio:>10.2f}{mark}")
         return "\n".join(lines)
 
@@ -191,9 +192,10 @@ def write_calibration(result: Calibration, out: Path, title_extra: str = "") -> 
         real = r.real is not None
         rows.append({
             "policy": r.label, "episodes": len(r.dream.seeds), "temperature": f"{result.temperature:g}",
-            "dream_length_mean": f"{r.dream.lengths.mean():.2f}", "dream_length_std": f"{r.dream.lengths.std():.2f}",
+            "dream_length_mean": f"{r.dream.lengths.mean():.2f}",
+            "dream_length_std": f"{sample_std(r.dream.lengths):.2f}",
             "real_length_mean": f"{r.real.lengths.mean():.2f}" if real else "",
-            "real_length_std": f"{r.real.lengths.std():.2f}" if real else "",
+            "real_length_std": f"{sample_std(r.real.lengths):.2f}" if real else "",
             "length_ratio": f"{r.ratio:.3f}", "dream_return_mean": f"{r.dream.scores.mean():.3f}",
             "real_return_mean": f"{r.real.scores.mean():.3f}" if real else "",
             "return_ratio": f"{r.return_ratio:.3f}", "calibrated": int(r.calibrated) if real else ""})
@@ -203,8 +205,8 @@ def write_calibration(result: Calibration, out: Path, title_extra: str = "") -> 
     series = {f"dream (tau {result.temperature:g})": [float(r.dream.lengths.mean()) for r in result.rows],
               "real game": [float(r.real.lengths.mean()) if r.real is not None else float("nan")
                             for r in result.rows]}
-    errors = {f"dream (tau {result.temperature:g})": [float(r.dream.lengths.std()) for r in result.rows],
-              "real game": [float(r.real.lengths.std()) if r.real is not None else 0.0 for r in result.rows]}
+    errors = {f"dream (tau {result.temperature:g})": [float(sample_std(r.dream.lengths)) for r in result.rows],
+              "real game": [float(sample_std(r.real.lengths)) if r.real is not None else 0.0 for r in result.rows]}
     bar_chart(labels, series, png, f"Survival in the dream vs the game ({len(result.rows[0].dream.seeds)} "
               f"episodes each{title_extra})", "episode length (steps)", errors=errors,
               hline=(f"cap {result.max_steps}", float(result.max_steps)))

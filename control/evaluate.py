@@ -21,7 +21,7 @@ from common.checkpoints import load_checkpoint
 from common.csvlog import read_csv, write_csv
 from common.errors import DataError
 from common.recorder import save_video, side_by_side
-from common.stats import Comparison, welch
+from common.stats import Comparison, sample_std, welch
 from control.agent import WorldModelAgent
 from control.real import ENVS_PER_WORKER, agent_episodes, init_worker, random_chooser, random_episodes, run_episode
 from control.world import WorldPaths, load_world
@@ -44,7 +44,7 @@ class Scores:
     def summary(self) -> str:
         refused = "" if self.invalid is None else (f", {int((self.invalid > 0).sum())} ended by an invalid "
                                                    f"action, {int(self.invalid.sum())} invalid actions")
-        return (f"{self.label}: {self.scores.mean():.1f} ± {self.scores.std():.1f} over {len(self.scores)} "
+        return (f"{self.label}: {self.scores.mean():.1f} ± {sample_std(self.scores):.1f} over {len(self.scores)} "
                 f"episodes (min {self.scores.min():.0f}, max {self.scores.max():.0f}, "
                 f"mean length {self.lengths.mean():.0f}{refused})")
 

@@ -20,6 +20,7 @@ from common.checkpoints import load_checkpoint
 from common.csvlog import CsvLog, read_csv
 from common.errors import UserError
 from common.seeds import ROUND_SEED_BASE, scoring_seeds
+from common.stats import sample_std
 from control.calibration import data_policy_of, run_calibration, write_calibration
 from control.evaluate import evaluate_real, load_controller
 from control.options import env_kwargs_of_run
@@ -167,7 +168,7 @@ def run_round(logdir: Path, k: int, cfg: IterateConfig, log: Any = print) -> dic
         test_seeds = scoring_seeds(cfg.test_episodes)
         real = evaluate_real(world.spec, env_kwargs, paths, params, test_seeds, c_train.max_steps, cfg.workers,
                              cfg.worker_timeout, data_policy, progress=cfg.progress)
-        row.update(real_mean=round(float(real.scores.mean()), 1), real_std=round(float(real.scores.std()), 1),
+        row.update(real_mean=round(float(real.scores.mean()), 1), real_std=round(sample_std(real.scores), 1),
                    test_episodes=cfg.test_episodes)
         log(f"round {k}: {real.summary()}")
     return row

@@ -33,6 +33,7 @@ from common.errors import DataError
 from common.plot import line_chart
 from common.scalars import ScalarMirror
 from common.seeds import eval_seeds, generation_seeds
+from common.stats import sample_std
 from control.cmaes import CMAES
 from control.real import ENVS_PER_WORKER, agent_episodes, init_worker
 from control.world import WorldPaths, load_world
@@ -188,14 +189,14 @@ def train_controller(config: ControllerTrainConfig, paths: WorldPaths, out_dir: 
             row: dict[str, Any] = {
                 "generation": generation, "mean_fitness": float(fitness.mean()),
                 "min_fitness": float(fitness.min()), "max_fitness": float(fitness.max()),
-                "std_fitness": float(fitness.std()), "sigma": es.sigma, "rms_stdev": es.rms_stdev,
+                "std_fitness": sample_std(fitness), "sigma": es.sigma, "rms_stdev": es.rms_stdev,
                 "mean_length": float(lengths.mean()),
             }
             if generation % config.eval_every == 0 or generation == config.max_generations:
                 scores, eval_lengths = evaluator(es.mean[None], eval_seeds(config.eval_episodes),
                                                  may_stop_early=False)
                 frames += int(eval_lengths.sum())
-                row["eval_score"], row["eval_std"] = float(scores.mean()), float(scores.std())
+                row["eval_score"], row["eval_std"] = float(scores.mean()), sample_std(scores)
                 if best_eval is None or row["eval_score"] > best_eval:
                     best_eval, best_generation = row["eval_score"], generation
                     save_checkpoint(best_path, "controller", record, {"params": torch.as_tensor(es.mean)},

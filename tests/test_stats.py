@@ -33,3 +33,18 @@ def test_welch_edge_cases():
     assert apart.p == 0.0 and math.isinf(apart.t)
     with pytest.raises(ValueError):
         welch(np.array([1.0]), np.array([1.0, 2.0]))
+
+
+def test_the_summary_and_the_welch_line_show_the_same_std():
+    """One std everywhere: stage 06's summary line and its Welch line both use the sample std (ddof 1)."""
+    from common.stats import sample_std
+    from control.evaluate import Scores
+
+    a = np.array([310.0, 512, 488, 701, 455, 390, 620, 540])
+    b = np.array([300.0, 150, 410, 220, 280, 190])
+    std = f"{a.std(ddof=1):.1f}"
+    assert std != f"{a.std():.1f}"  # the two conventions differ on these scores, so the check can fail
+    summary = Scores("controller", list(range(len(a))), a, np.full(len(a), 100.0)).summary()
+    assert summary.startswith(f"controller: 502.0 ± {std} over 8 episodes"), summary
+    assert f"controller 502.0 ± {std} (n 8)" in welch(a, b, "controller", "random").line()
+    assert sample_std(np.array([3.0])) == 0.0 and sample_std([1.0, 3.0]) == pytest.approx(math.sqrt(2))
