@@ -28,7 +28,7 @@ from common.errors import UserError
 from common.seeds import TRAINING_DATA_SEED
 from common.workers import WorkerError
 from data.collect import DEFAULT_MAX_STEPS, CollectConfig, generate
-from data.policies import POLICIES, STATE_POLICIES
+from envs.policies import POLICIES, STATE_POLICIES
 from envs.registry import get_spec, known_env_names
 
 

@@ -57,7 +57,7 @@ from control.options import (
 )
 from control.real import ENVS_PER_WORKER
 from control.world import best_or_last, load_world
-from data.policies import parse_policy_name, policy_names
+from envs.policies import parse_policy_name, policy_names
 from envs.registry import get_spec
 
 SCORES_DIR = "scores"  # <logdir>/scores/*.csv: per-episode scores of every stage-06 run

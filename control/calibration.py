@@ -27,9 +27,9 @@ from common.plot import bar_chart
 from common.workers import WorkerError
 from control.evaluate import Scores, evaluate_real
 from control.world import WorldPaths
-from data.policies import STATE_POLICIES, constant_policy_name
 from data.rollouts import read_meta
 from envs.dream import WorldModel, rollout_policy, rollout_population
+from envs.policies import STATE_POLICIES, constant_policy_name
 from envs.registry import EnvSpec
 
 TOLERANCE = 1.5  # a policy is calibrated when dream/real survival is within x1.5 either way
@@ -43,7 +43,7 @@ CALIBRATION_FIELDS = ["policy", "episodes", "temperature", "dream_length_mean", 
 @dataclass(frozen=True)
 class ReferencePolicy:
     label: str  # what the table shows
-    policy: str  # a data.policies name: 'sticky', 'constant:-1', ...
+    policy: str  # an envs.policies name: 'sticky', 'constant:-1', ...
 
 
 def reference_policies(spec: EnvSpec, data_policy: str) -> list[ReferencePolicy]:

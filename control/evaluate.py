@@ -25,8 +25,9 @@ from common.stats import Comparison, welch
 from control.agent import WorldModelAgent
 from control.real import ENVS_PER_WORKER, agent_episodes, init_worker, random_chooser, random_episodes, run_episode
 from control.world import WorldPaths, load_world
-from data.policies import STATE_POLICIES
-from envs.dream import DreamEnv, model_actions, rollout_population
+from envs.controller import model_actions
+from envs.dream import DreamEnv, rollout_population
+from envs.policies import STATE_POLICIES
 from envs.registry import EnvSpec
 from envs.render import create_with_frames, full_frame
 from models.controller import act

@@ -24,7 +24,7 @@ from common.backend import ShippedFile, local_file
 from common.workers import TaskPool
 from control.agent import BatchedAgent
 from control.world import check_same_vae, load_mdnrnn, load_vae
-from data.policies import make_policy
+from envs.policies import make_policy
 from envs.registry import get_spec
 
 ENVS_PER_WORKER = 8  # K: episodes a worker plays at once (the agent's block size, see control/agent.py)

@@ -25,7 +25,6 @@ from tqdm import tqdm
 from common.atomic import remove_stale_temp_files, write_bytes_atomic
 from common.backend import LOCAL, Backend
 from common.seeds import TRAINING_DATA_SEED
-from data.policies import make_policy
 from data.rollouts import (
     check_meta_matches,
     encode_rollout,
@@ -35,6 +34,7 @@ from data.rollouts import (
     skipped_marker,
     write_meta,
 )
+from envs.policies import make_policy
 from envs.registry import get_spec
 
 DEFAULT_MAX_STEPS = 1000  # for Gymnasium envs that have no time limit of their own

@@ -28,9 +28,10 @@ import numpy as np
 import torch
 
 from common.errors import UserError
-from data.policies import STATE_POLICIES, make_policy
+from envs.controller import canonical_actions, controller_config, model_actions
+from envs.policies import STATE_POLICIES, make_policy
 from envs.registry import EnvSpec
-from models.controller import ControllerConfig, act, controller_config, controller_inputs
+from models.controller import ControllerConfig, act, controller_inputs
 from models.mask_reader import MaskReader
 from models.mdnrnn import MDNRNN, MDNOutput, done_from_logit, done_probability
 from models.vae import ConvVAE
@@ -75,25 +76,6 @@ class WorldModel:
     @property
     def controller(self) -> ControllerConfig:
         return controller_config(self.spec, self.mdnrnn.z_size, self.mdnrnn.hidden_size)
-
-
-def model_actions(spec: EnvSpec, raw: torch.Tensor) -> torch.Tensor:
-    """tanh controller outputs -> model actions (the torch twin of EnvSpec.controller_to_action)."""
-    scale, offset = (torch.as_tensor(a, device=raw.device, dtype=raw.dtype) for a in spec.controller_affine())
-    low = torch.as_tensor(spec.action_low, device=raw.device, dtype=raw.dtype)
-    high = torch.as_tensor(spec.action_high, device=raw.device, dtype=raw.dtype)
-    return torch.clamp(raw * scale + offset, low, high)
-
-
-def canonical_actions(spec: EnvSpec, actions: torch.Tensor) -> torch.Tensor:
-    """What M was trained on for these model actions (one-hot for discrete envs, as recorded)."""
-    if spec.action_kind == "discrete":
-        return torch.nn.functional.one_hot(actions.argmax(-1), actions.shape[-1]).to(actions.dtype)
-    if spec.action_kind == "binary":
-        return (actions > 0).to(actions.dtype)
-    low = torch.as_tensor(spec.action_low, device=actions.device, dtype=actions.dtype)
-    high = torch.as_tensor(spec.action_high, device=actions.device, dtype=actions.dtype)
-    return torch.clamp(actions, low, high)
 
 
 def sample_mixture(out: MDNOutput, tau: float, uniform: torch.Tensor, normal: torch.Tensor) -> torch.Tensor:
