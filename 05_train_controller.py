@@ -34,8 +34,9 @@ from control.calibration import data_policy_of, default_check_episodes, prefligh
 from control.options import add_done_flag, add_world_flags, check_env_kwargs, real_env_kwargs, world_paths
 from control.real import ENVS_PER_WORKER
 from control.train import OLD_STATE_FILE, STATE_FILE, ControllerTrainConfig, train_controller
-from control.world import load_mdnrnn, load_world
+from control.world import load_world
 from envs.registry import get_spec
+from models.loading import load_mdnrnn
 
 MAX_BATCH = 1_000_000  # episodes per generation (the dream holds them all at once); the paper's: 64 x 16
 

@@ -11,10 +11,11 @@ import numpy as np
 import torch
 
 from common.errors import DataError, UserError
-from control.world import best_or_last, load_mdnrnn, load_vae
-from data.encode import encode_frames, weights_sha256
+from control.world import best_or_last
+from data.encode import encode_frames
 from data.rollouts import RolloutFolder
 from envs.registry import EnvSpec, get_spec
+from models.loading import load_mdnrnn, load_vae, weights_sha256
 from models.mdnrnn import MDNRNN
 from models.vae import ConvVAE
 
@@ -36,7 +37,8 @@ def load_models(logdir: Path, device: torch.device | str = "cpu", with_mdnrnn: b
                 vae_path: Path | None = None, mdnrnn_path: Path | None = None) -> Models:
     """V (and M), checked to belong to the same env and z size (default: <logdir>/vae, <logdir>/mdnrnn)."""
     vae_path = vae_path or best_or_last(logdir / "vae")
-    vae, env = load_vae(vae_path, device)
+    vae, identity = load_vae(vae_path, device)
+    env = identity["env"]
     mdnrnn = None
     if with_mdnrnn:
         warn_if_other_vae(logdir, vae, vae_path)

@@ -26,9 +26,10 @@ from control.options import env_kwargs_of_run
 from control.train import ControllerTrainConfig, train_controller
 from control.world import WorldPaths, best_or_last, load_world
 from data.collect import AgentPolicy, CollectConfig, generate
-from data.encode import encode_rollouts, load_vae
+from data.encode import encode_rollouts
 from data.rollouts import RolloutFolder
 from envs.registry import get_spec
+from models.loading import load_vae
 from training.mdnrnn import MDNTrainConfig, train_mdnrnn
 
 SUMMARY_FIELDS = ["round", "episodes", "controller_episodes_mean_length", "mdnrnn_epochs", "mdnrnn_val_loss",
@@ -111,7 +112,7 @@ def run_round(logdir: Path, k: int, cfg: IterateConfig, log: Any = print) -> dic
     summary = generate(collect, cfg.episodes, cfg.workers, cfg.worker_timeout, cfg.progress)
     log(f"round {k}: {summary.line()}")
 
-    vae, identity = load_vae(vae_path, env, torch.device(cfg.device))
+    vae, identity = load_vae(vae_path, torch.device(cfg.device), env)
     rollouts = RolloutFolder(here / "rollouts")
     encoded = encode_rollouts(rollouts, vae, identity, here / "series", device=cfg.device, progress=cfg.progress)
     log(f"round {k}: series {encoded.line()}")

@@ -6,10 +6,11 @@ import argparse
 from pathlib import Path
 
 from common.cli import json_object
-from control.world import WorldPaths, load_mdnrnn
+from control.world import WorldPaths
 from data.rollouts import read_meta, training_seeds
 from envs.dream import DONE_MODES
 from envs.registry import EnvSpec, get_spec
+from models.loading import load_mdnrnn
 
 
 def add_world_flags(parser: argparse.ArgumentParser) -> None:

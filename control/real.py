@@ -23,9 +23,9 @@ import torch
 from common.backend import ShippedFile, local_file
 from common.workers import TaskPool
 from control.agent import BatchedAgent
-from control.world import check_same_vae, load_mdnrnn, load_vae
 from envs.policies import make_policy
 from envs.registry import get_spec
+from models.loading import check_same_vae, load_mdnrnn, load_vae
 
 ENVS_PER_WORKER = 8  # K: episodes a worker plays at once (the agent's block size, see control/agent.py)
 BATCHES_PER_TASK = 4  # a task holds at most this many times K episodes, so work spreads over workers
