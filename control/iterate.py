@@ -21,11 +21,12 @@ from common.csvlog import CsvLog, read_csv
 from common.errors import UserError
 from common.seeds import ROUND_SEED_BASE, scoring_seeds
 from control.calibration import data_policy_of, run_calibration, write_calibration
+from control.collection import AgentPolicy
 from control.evaluate import evaluate_real, load_controller
 from control.options import env_kwargs_of_run
 from control.train import ControllerTrainConfig, train_controller
 from control.world import WorldPaths, best_or_last, load_world
-from data.collect import AgentPolicy, CollectConfig, generate
+from data.collect import CollectConfig, generate
 from data.encode import encode_rollouts
 from data.rollouts import RolloutFolder
 from envs.registry import get_spec
@@ -107,7 +108,7 @@ def run_round(logdir: Path, k: int, cfg: IterateConfig, log: Any = print) -> dic
     agent = AgentPolicy(str(vae_path), str(best_or_last(previous_m)), str(previous_c), cfg.explore)
     collect = CollectConfig(env=env, out_dir=str(here / "rollouts"), policy=data_policy,
                             seed=ROUND_SEED_BASE * k, max_steps=int(rollouts_meta.get("max_steps") or 2100),
-                            env_kwargs=env_kwargs, agent=agent.__dict__)
+                            env_kwargs=env_kwargs, agent=agent)
     (here / "rollouts").mkdir(parents=True, exist_ok=True)
     summary = generate(collect, cfg.episodes, cfg.workers, cfg.worker_timeout, cfg.progress)
     log(f"round {k}: {summary.line()}")
@@ -176,7 +177,8 @@ def run_round(logdir: Path, k: int, cfg: IterateConfig, log: Any = print) -> dic
 
 def _agent_episode_lengths(folder: Path, collect: CollectConfig) -> list[tuple[int, bool]]:
     """(length, played by the controller) for each collected episode, from the same coin the workers used."""
-    agent = AgentPolicy(**collect.agent)
+    agent = collect.agent
+    assert isinstance(agent, AgentPolicy)
     rollouts = RolloutFolder(folder)
     return [(int(length), agent.controller_plays(collect.seed + int(path.stem.split("_")[-1])))
             for path, length in zip(rollouts.paths, rollouts.lengths())]

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from common.errors import UserError
+from common.streams import Stream, episode_rng
 from envs.controller import canonical_actions, controller_config, model_actions
 from envs.policies import STATE_POLICIES, make_policy
 from envs.registry import EnvSpec
@@ -236,7 +237,7 @@ def rollout_policy(world: WorldModel, policy: str, seeds: list[int], temperature
                         "only in the real env")
     space = gym.spaces.Box(np.asarray(world.spec.action_low, np.float32),
                            np.asarray(world.spec.action_high, np.float32))
-    policies = [make_policy(policy, space, np.random.default_rng([seed, 2])) for seed in seeds]
+    policies = [make_policy(policy, space, episode_rng(seed, Stream.BASELINE)) for seed in seeds]
     for p in policies:
         p.reset()
     dream = BatchedDream(world, temperature, max_steps)
