@@ -15,9 +15,7 @@ from common.cli import (
     MAX_STEPS,
     MAX_WORKERS,
     ArgumentParser,
-    check_output_dir,
     default_logdir,
-    ensure_writable_dir,
     int_in,
     json_object,
     non_negative_int,
@@ -25,6 +23,7 @@ from common.cli import (
     run_main,
 )
 from common.errors import UserError
+from common.folders import check_output_dir, ensure_writable_dir
 from common.seeds import TRAINING_DATA_SEED
 from common.workers import WorkerError
 from data.collect import DEFAULT_MAX_STEPS, CollectConfig, generate

@@ -12,13 +12,13 @@ from pathlib import Path
 
 from common.cli import (
     ArgumentParser,
-    ensure_writable_dir,
     int_in,
     positive_int,
     run_main,
 )
 from common.device import DEVICE_HELP, resolve_device
 from common.errors import UserError
+from common.folders import ensure_writable_dir
 from data.encode import encode_rollouts, find_vae_checkpoint
 from data.loader import default_loader_workers
 from data.rollouts import RolloutFolder

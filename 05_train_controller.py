@@ -14,10 +14,7 @@ from common.cli import (
     MAX_WORKERS,
     ArgumentParser,
     add_tensorboard_flag,
-    check_not_file,
-    check_output_dir,
     dream_temperature,
-    ensure_writable_dir,
     finite_float,
     float_in,
     int_in,
@@ -28,6 +25,7 @@ from common.cli import (
 )
 from common.device import DEVICE_HELP, resolve_device
 from common.errors import UserError
+from common.folders import check_not_file, check_output_dir, ensure_writable_dir
 from common.scalars import require_tensorboard
 from common.workers import WorkerError
 from control.calibration import data_policy_of, default_check_episodes, preflight

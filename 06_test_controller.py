@@ -18,8 +18,6 @@ from common.cli import (
     MAX_STEPS,
     MAX_WORKERS,
     ArgumentParser,
-    check_not_file,
-    check_output_dir,
     dream_temperature,
     int_in,
     non_negative_int,
@@ -28,6 +26,7 @@ from common.cli import (
 )
 from common.device import DEVICE_HELP, resolve_device
 from common.errors import DataError, UserError
+from common.folders import check_not_file, check_output_dir
 from common.recorder import video_file
 from common.seeds import scoring_seeds
 from common.workers import WorkerError
