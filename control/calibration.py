@@ -27,7 +27,8 @@ from common.plot import bar_chart
 from common.workers import WorkerError
 from control.evaluate import Scores, evaluate_real
 from control.world import WorldPaths
-from data.rollouts import read_meta
+from data.episodes import read_meta
+from data.rollouts import ROLLOUT_SCHEMA
 from envs.dream import WorldModel, rollout_policy, rollout_population
 from envs.policies import STATE_POLICIES, constant_policy_name
 from envs.registry import EnvSpec
@@ -213,7 +214,7 @@ def write_calibration(result: Calibration, out: Path, title_extra: str = "") -> 
 
 def data_policy_of(logdir: Path, spec: EnvSpec) -> str:
     """The policy stage 01 collected this run's episodes with (the env's default if unknown)."""
-    meta = read_meta(logdir / "rollouts") if (logdir / "rollouts").is_dir() else None
+    meta = read_meta(logdir / "rollouts", ROLLOUT_SCHEMA) if (logdir / "rollouts").is_dir() else None
     return (meta or {}).get("policy") or spec.default_policy
 
 

@@ -26,6 +26,7 @@ from common.atomic import remove_stale_temp_files, write_bytes_atomic
 from common.backend import LOCAL, Backend
 from common.seeds import TRAINING_DATA_SEED
 from common.streams import Stream, episode_rng
+from data.episodes import write_meta
 from data.rollouts import (
     check_meta_matches,
     encode_rollout,
@@ -33,7 +34,6 @@ from data.rollouts import (
     finished_indices,
     save_rollout,
     skipped_marker,
-    write_meta,
 )
 from envs.policies import make_policy
 from envs.registry import get_spec

@@ -21,17 +21,14 @@ from tqdm import tqdm
 
 from common.atomic import remove_stale_temp_files
 from common.errors import UserError
-from data.episodes import load_episode, split_by_episode
+from data.episodes import META_FILE, load_episode, read_meta, split_by_episode, write_meta
 from data.loader import episodes
 from data.rollouts import ROLLOUT_SCHEMA, RolloutFolder
 from data.series import (
     INITIAL_Z_FILE,
-    META_FILE,
     SERIES_SCHEMA,
-    read_meta,
     save_initial_z,
     save_series,
-    write_meta,
 )
 from envs.registry import get_spec
 from models.mask_reader import MASK_READER_FILE, fit_mask_reader, save_mask_reader
@@ -88,7 +85,7 @@ def prepare_series_folder(savefolder: Path, rollouts: RolloutFolder, vae_identit
     remove_stale_temp_files(savefolder)
     if new:
         clear_series_folder(savefolder)
-    meta = read_meta(savefolder)
+    meta = read_meta(savefolder, SERIES_SCHEMA)
     has_files = any(savefolder.glob("episode_*.npz"))
     if meta is None and has_files:
         raise UserError(f"{savefolder} holds series files but no {META_FILE}, so their VAE is unknown; "
