@@ -17,7 +17,7 @@ from data.rollouts import RolloutFolder
 from envs.registry import EnvSpec, get_spec
 from models.loading import load_mdnrnn, load_vae, weights_sha256
 from models.mdnrnn import MDNRNN
-from models.vae import ConvVAE
+from models.vae import ConvVAE, tensor_to_frames
 
 
 def require_logdir(logdir: Path) -> Path:
@@ -100,7 +100,7 @@ def decode(vae: ConvVAE, z: torch.Tensor, batch_size: int = 100) -> np.ndarray:
     frames = []
     for start in range(0, len(z), batch_size):
         x = vae.decode(z[start:start + batch_size].to(device).float())
-        frames.append((x.permute(0, 2, 3, 1).clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy())
+        frames.append(tensor_to_frames(x))
     return np.concatenate(frames) if frames else np.zeros((0, 64, 64, 3), np.uint8)
 
 

@@ -31,6 +31,7 @@ from envs.policies import STATE_POLICIES
 from envs.registry import EnvSpec
 from envs.render import create_with_frames, full_frame
 from models.controller import act
+from models.vae import tensor_to_frames
 
 
 @dataclass
@@ -233,8 +234,7 @@ def record_real_episode(spec: EnvSpec, env_kwargs: dict, paths: WorldPaths | Non
 
 def _decode(vae: torch.nn.Module, z: torch.Tensor) -> np.ndarray:
     with torch.no_grad():
-        frame = vae.decode(z[:1])[0]
-    return frame.permute(1, 2, 0).clamp(0, 1).mul(255).round().to(torch.uint8).cpu().numpy()
+        return tensor_to_frames(vae.decode(z[:1])[0])
 
 
 def record_dream_episode(paths: WorldPaths, params: np.ndarray, seed: int, temperature: float, max_steps: int,

@@ -35,7 +35,7 @@ from envs.registry import EnvSpec
 from models.controller import ControllerConfig, act, controller_inputs
 from models.mask_reader import MaskReader
 from models.mdnrnn import MDNRNN, MDNOutput, done_from_logit, done_probability
-from models.vae import ConvVAE
+from models.vae import ConvVAE, tensor_to_frames
 
 DONE_MODES = {
     "threshold": "the episode ends when p(done) > 0.5 on the head trained with positives x10, i.e. at a believed "
@@ -303,8 +303,7 @@ class DreamEnv(gym.Env):
         if self.render_mode != "rgb_array" or self.world.vae is None or self._z is None:
             return None
         with torch.no_grad():
-            frame = self.world.vae.decode(self._z[:1].to(self.world.device))[0]
-        return (frame.permute(1, 2, 0).clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+            return tensor_to_frames(self.world.vae.decode(self._z[:1].to(self.world.device))[0])
 
     def _observe(self) -> np.ndarray:
         return self._dream.observation()[0].cpu().numpy().astype(np.float32)
