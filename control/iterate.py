@@ -29,7 +29,7 @@ from control.world import WorldPaths, best_or_last, load_world
 from data.collect import CollectConfig, generate
 from data.encode import encode_rollouts
 from data.rollouts import RolloutFolder
-from envs.registry import get_spec
+from envs.registry import EnvSpec, get_spec
 from models.loading import load_vae
 from training.mdnrnn import MDNTrainConfig, train_mdnrnn
 
@@ -89,6 +89,11 @@ def _continue_from(previous: dict[str, Any], folder: Path) -> None:
         torch.save(state, tmp)
 
 
+def collection_steps(rollouts_meta: dict[str, Any], spec: EnvSpec, env_kwargs: dict[str, Any]) -> int:
+    """The step cap of a round's episodes: stage 01's, else (a run that did not record it) the env's own."""
+    return int(rollouts_meta.get("max_steps") or spec.episode_steps(env_kwargs))
+
+
 def run_round(logdir: Path, k: int, cfg: IterateConfig, log: Any = print) -> dict[str, Any]:
     """Round k (1-based): collect with C_{k-1}, encode, continue M, train C_k, calibrate, score."""
     here = round_dir(logdir, k)
@@ -102,12 +107,13 @@ def run_round(logdir: Path, k: int, cfg: IterateConfig, log: Any = print) -> dic
     env_kwargs = env_kwargs_of_run(logdir)
     rollouts_meta = RolloutFolder(logdir / "rollouts").meta or {}
     env = rollouts_meta.get("env") or c_config.get("env")
-    data_policy = data_policy_of(logdir, get_spec(env))
+    spec = get_spec(env)
+    data_policy = data_policy_of(logdir, spec)
 
     log(f"round {k}: collecting {cfg.episodes} real episodes with {previous_c} ({cfg.explore:.0%} random)")
     agent = AgentPolicy(str(vae_path), str(best_or_last(previous_m)), str(previous_c), cfg.explore)
     collect = CollectConfig(env=env, out_dir=str(here / "rollouts"), policy=data_policy,
-                            seed=ROUND_SEED_BASE * k, max_steps=int(rollouts_meta.get("max_steps") or 2100),
+                            seed=ROUND_SEED_BASE * k, max_steps=collection_steps(rollouts_meta, spec, env_kwargs),
                             env_kwargs=env_kwargs, agent=agent)
     (here / "rollouts").mkdir(parents=True, exist_ok=True)
     summary = generate(collect, cfg.episodes, cfg.workers, cfg.worker_timeout, cfg.progress)
