@@ -87,6 +87,7 @@ paper: setup
 
 test: setup setup-optional
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q -p no:cacheprovider
 
 bench: setup setup-ray
