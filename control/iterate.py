@@ -168,7 +168,7 @@ def run_round(logdir: Path, k: int, cfg: IterateConfig, log: Any = print) -> dic
     row: dict[str, Any] = {"round": k, "episodes": summary.saved_total, "mdnrnn_epochs": m_config.epochs,
                            "mdnrnn_val_loss": m_summary.progress.best_loss, "dream_eval": c_result.best_eval,
                            "calibration": verdict.split(":")[0]}
-    lengths = [len_ for len_, agent_played in _agent_episode_lengths(here / "rollouts", collect) if agent_played]
+    lengths = [len_ for len_, played in _agent_episode_lengths(here / "rollouts", collect.seed, agent) if played]
     row["controller_episodes_mean_length"] = round(sum(lengths) / len(lengths), 1) if lengths else ""
     if cfg.test_episodes:
         params = load_controller(best_or_last(here / "controller"), world.spec.name, world.controller.num_params)
@@ -181,12 +181,10 @@ def run_round(logdir: Path, k: int, cfg: IterateConfig, log: Any = print) -> dic
     return row
 
 
-def _agent_episode_lengths(folder: Path, collect: CollectConfig) -> list[tuple[int, bool]]:
+def _agent_episode_lengths(folder: Path, first_seed: int, agent: AgentPolicy) -> list[tuple[int, bool]]:
     """(length, played by the controller) for each collected episode, from the same coin the workers used."""
-    agent = collect.agent
-    assert isinstance(agent, AgentPolicy)
     rollouts = RolloutFolder(folder)
-    return [(int(length), agent.controller_plays(collect.seed + int(path.stem.split("_")[-1])))
+    return [(int(length), agent.controller_plays(first_seed + int(path.stem.split("_")[-1])))
             for path, length in zip(rollouts.paths, rollouts.lengths())]
 
 
