@@ -15,9 +15,7 @@ from common.cli import (
     MAX_STEPS,
     MAX_WORKERS,
     ArgumentParser,
-    check_output_dir,
     default_logdir,
-    ensure_writable_dir,
     int_in,
     json_object,
     non_negative_int,
@@ -25,10 +23,11 @@ from common.cli import (
     run_main,
 )
 from common.errors import UserError
+from common.folders import check_output_dir, ensure_writable_dir
 from common.seeds import TRAINING_DATA_SEED
 from common.workers import WorkerError
 from data.collect import DEFAULT_MAX_STEPS, CollectConfig, generate
-from data.policies import POLICIES, STATE_POLICIES
+from envs.policies import POLICIES, STATE_POLICIES
 from envs.registry import get_spec, known_env_names
 
 

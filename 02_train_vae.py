@@ -14,7 +14,6 @@ from pathlib import Path
 from common.cli import (
     ArgumentParser,
     add_training_flags,
-    check_output_dir,
     default_logdir,
     float_in,
     fraction,
@@ -25,6 +24,7 @@ from common.cli import (
     run_main,
 )
 from common.errors import UserError
+from common.folders import check_output_dir
 from training.vae import VAETrainConfig, train_vae
 
 

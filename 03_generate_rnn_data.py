@@ -12,16 +12,17 @@ from pathlib import Path
 
 from common.cli import (
     ArgumentParser,
-    ensure_writable_dir,
     int_in,
     positive_int,
     run_main,
 )
 from common.device import DEVICE_HELP, resolve_device
 from common.errors import UserError
-from data.encode import encode_rollouts, find_vae_checkpoint, load_vae
+from common.folders import ensure_writable_dir
+from data.encode import encode_rollouts, find_vae_checkpoint
 from data.loader import default_loader_workers
 from data.rollouts import RolloutFolder
+from models.loading import load_vae
 
 
 def build_parser() -> ArgumentParser:
@@ -53,7 +54,7 @@ def main() -> None:
     rollouts = RolloutFolder(args.input_data_folder or logdir / "rollouts",
                              flag="--input_data_folder" if args.input_data_folder else "--logdir rollout folder")
     vae_path = Path(args.vae) if args.vae else find_vae_checkpoint(logdir / "vae")
-    vae, identity = load_vae(vae_path, rollouts.env_name, device)
+    vae, identity = load_vae(vae_path, device, rollouts.env_name)
     savefolder = ensure_writable_dir(args.savefolder or os.path.join(logdir, "series"),
                                      "--savefolder" if args.savefolder else "--logdir")
     workers = default_loader_workers(device) if args.loader_workers is None else args.loader_workers

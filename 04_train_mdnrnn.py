@@ -15,7 +15,6 @@ from pathlib import Path
 from common.cli import (
     ArgumentParser,
     add_training_flags,
-    check_output_dir,
     decay,
     float_in,
     fraction,
@@ -26,6 +25,7 @@ from common.cli import (
     run_main,
 )
 from common.errors import UserError
+from common.folders import check_output_dir
 from training.mdnrnn import DEFAULT_SEQ_LEN, ENV_SEQ_LEN, MDNTrainConfig, train_mdnrnn
 
 

@@ -14,10 +14,7 @@ from common.cli import (
     MAX_WORKERS,
     ArgumentParser,
     add_tensorboard_flag,
-    check_not_file,
-    check_output_dir,
     dream_temperature,
-    ensure_writable_dir,
     finite_float,
     float_in,
     int_in,
@@ -28,14 +25,16 @@ from common.cli import (
 )
 from common.device import DEVICE_HELP, resolve_device
 from common.errors import UserError
+from common.folders import check_not_file, check_output_dir, ensure_writable_dir
 from common.scalars import require_tensorboard
 from common.workers import WorkerError
 from control.calibration import data_policy_of, default_check_episodes, preflight
 from control.options import add_done_flag, add_world_flags, check_env_kwargs, real_env_kwargs, world_paths
 from control.real import ENVS_PER_WORKER
 from control.train import OLD_STATE_FILE, STATE_FILE, ControllerTrainConfig, train_controller
-from control.world import load_mdnrnn, load_world
+from control.world import load_world
 from envs.registry import get_spec
+from models.loading import load_mdnrnn
 
 MAX_BATCH = 1_000_000  # episodes per generation (the dream holds them all at once); the paper's: 64 x 16
 

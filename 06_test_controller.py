@@ -19,8 +19,6 @@ from common.cli import (
     MAX_STEPS,
     MAX_WORKERS,
     ArgumentParser,
-    check_not_file,
-    check_output_dir,
     dream_temperature,
     int_in,
     non_negative_int,
@@ -29,6 +27,7 @@ from common.cli import (
 )
 from common.device import DEVICE_HELP, resolve_device
 from common.errors import DataError, UserError
+from common.folders import check_not_file, check_output_dir
 from common.recorder import video_file
 from common.seeds import scoring_seeds
 from common.workers import WorkerError
@@ -58,7 +57,7 @@ from control.options import (
 )
 from control.real import ENVS_PER_WORKER
 from control.world import best_or_last, load_world
-from data.policies import parse_policy_name, policy_names
+from envs.policies import parse_policy_name, policy_names
 from envs.registry import get_spec
 
 SCORES_DIR = "scores"  # <logdir>/scores/*.csv: per-episode scores of every stage-06 run

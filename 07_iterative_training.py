@@ -17,16 +17,15 @@ from common.cli import (
     MAX_EPISODES,
     MAX_WORKERS,
     ArgumentParser,
-    check_output_dir,
     fraction,
     int_in,
     positive_float,
     positive_int,
-    require_dir,
     run_main,
 )
 from common.device import DEVICE_HELP, resolve_device
 from common.errors import UserError
+from common.folders import check_output_dir, require_dir
 from common.workers import WorkerError
 from control.iterate import IterateConfig, iterate
 

@@ -101,12 +101,13 @@ binpacking: setup
 paper: setup
 	$(PY) run_all.py --env $(ENV) --preset paper --logdir $(PAPER_RUN) --device auto
 
-# ruff, then every test (real envs, worker processes, a local two-node Ray cluster): 10-15 minutes on 2 cores.
+# ruff, the import layers, then every test (real envs, worker processes, a local two-node Ray cluster).
 test: lint setup-optional
 	$(PY) -m pytest -q -p no:cacheprovider
 
 lint: setup
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 
 # Every benchmark of docs/benchmarks.md (bench_binpacking alone takes ~7 minutes on 2 cores).
 bench: setup setup-ray

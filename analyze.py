@@ -18,16 +18,15 @@ from common.cli import (
     MAX_WORKERS,
     ArgumentParser,
     dream_temperature,
-    ensure_writable_dir,
     int_in,
     non_negative_int,
     positive_float,
     positive_int,
-    require_dir,
     run_main,
 )
 from common.device import DEVICE_HELP, resolve_device
 from common.errors import UserError
+from common.folders import ensure_writable_dir, require_dir
 
 ANALYSES = ["reconstructions", "dream-vs-real", "mixture-weights", "committed", "training", "temperature",
             "calibration"]

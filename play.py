@@ -24,10 +24,10 @@ from common.cli import (
     non_negative_int,
     output_file,
     positive_int,
-    require_dir,
     run_main,
 )
 from common.device import DEVICE_HELP, resolve_device
+from common.folders import require_dir
 from common.recorder import save_video, video_file
 from envs.registry import EnvSpec, get_spec, known_env_names
 

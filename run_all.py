@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from common.cli import ArgumentParser, ensure_writable_dir, int_in, run_main
+from common.cli import ArgumentParser, int_in, run_main
+from common.folders import ensure_writable_dir
 from common.pipeline import ENVS, PRESETS, TIMINGS_CSV, run_pipeline, stages
 
 

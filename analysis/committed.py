@@ -11,7 +11,7 @@ from analysis.loading import decode, encode, load_models, load_real_episode
 from analysis.sequences import Rollout, rollout
 from common.errors import UserError
 from common.recorder import save_video, side_by_side
-from envs.dream import canonical_actions
+from envs.controller import canonical_actions
 from models.mdnrnn import MDNRNN
 
 

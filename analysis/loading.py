@@ -11,12 +11,13 @@ import numpy as np
 import torch
 
 from common.errors import DataError, UserError
-from control.world import best_or_last, load_mdnrnn, load_vae
-from data.encode import encode_frames, weights_sha256
+from control.world import best_or_last
+from data.encode import encode_frames
 from data.rollouts import RolloutFolder
 from envs.registry import EnvSpec, get_spec
+from models.loading import load_mdnrnn, load_vae, weights_sha256
 from models.mdnrnn import MDNRNN
-from models.vae import ConvVAE
+from models.vae import ConvVAE, tensor_to_frames
 
 
 def require_logdir(logdir: Path) -> Path:
@@ -36,7 +37,8 @@ def load_models(logdir: Path, device: torch.device | str = "cpu", with_mdnrnn: b
                 vae_path: Path | None = None, mdnrnn_path: Path | None = None) -> Models:
     """V (and M), checked to belong to the same env and z size (default: <logdir>/vae, <logdir>/mdnrnn)."""
     vae_path = vae_path or best_or_last(logdir / "vae")
-    vae, env = load_vae(vae_path, device)
+    vae, identity = load_vae(vae_path, device)
+    env = identity["env"]
     mdnrnn = None
     if with_mdnrnn:
         warn_if_other_vae(logdir, vae, vae_path)
@@ -98,7 +100,7 @@ def decode(vae: ConvVAE, z: torch.Tensor, batch_size: int = 100) -> np.ndarray:
     frames = []
     for start in range(0, len(z), batch_size):
         x = vae.decode(z[start:start + batch_size].to(device).float())
-        frames.append((x.permute(0, 2, 3, 1).clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy())
+        frames.append(tensor_to_frames(x))
     return np.concatenate(frames) if frames else np.zeros((0, 64, 64, 3), np.uint8)
 
 

@@ -4,9 +4,9 @@
     python bench/bench_binpacking.py [--presets wmd b9_pp] [--policies best_fit] [--episodes 1000]
 
 Episode i runs on reset(seed=seed + i), so every policy sees the same items; random_valid draws its choices
-from np.random.default_rng([seed + i, 2]). Each episode must take no invalid action and return exactly
--W(T) (minus the empty space left in partly filled bags), else the run stops with an error. The table gives
-mean ± std of the episode return, its standard error, the §6 value and "Δ in s.e.": |ours - §6| over the
+from the baseline stream of seed + i (common/streams.py). Each episode must take no invalid action and
+return exactly -W(T) (minus the empty space left in partly filled bags), else the run stops with an error.
+The table gives mean ± std of the episode return, its standard error, the §6 value and "Δ in s.e.": |ours - §6| over the
 standard error of the difference, sqrt(se_ours^2 + se_ref^2) with se_ref = std_ref / sqrt(n_ref) (our se
 alone where §6 gives no std).
 """
@@ -26,6 +26,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from common.streams import Stream, episode_rng  # noqa: E402
 from envs.binpacking import PRESETS, BinPackingEnv  # noqa: E402
 from envs.binpacking_heuristics import HEURISTICS  # noqa: E402
 
@@ -86,7 +87,7 @@ def run_episode(preset: str, policy: str, seed: int, horizon: int | None = None,
     """
     env = env or BinPackingEnv(preset=preset, horizon=horizon, observation="vector")
     choose = HEURISTICS[policy]
-    rng = np.random.default_rng([seed, 2])
+    rng = episode_rng(seed, Stream.BASELINE)
     obs, info = env.reset(seed=seed)
     total, items, done = 0.0, [], False
     while not done:

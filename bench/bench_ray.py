@@ -30,10 +30,11 @@ from common.backend import LOCAL, Backend  # noqa: E402
 from common.seeds import generation_seeds  # noqa: E402
 from control.cmaes import CMAES  # noqa: E402
 from control.train import RealEvaluator  # noqa: E402
-from control.world import WorldPaths, load_mdnrnn  # noqa: E402
+from control.world import WorldPaths  # noqa: E402
 from data.collect import CollectConfig, generate  # noqa: E402
+from envs.controller import controller_config  # noqa: E402
 from envs.registry import get_spec  # noqa: E402
-from models.controller import controller_config  # noqa: E402
+from models.loading import load_mdnrnn  # noqa: E402
 
 
 def files(folder: Path) -> dict[str, bytes]:

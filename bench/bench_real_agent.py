@@ -28,10 +28,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from control.agent import BatchedAgent, WorldModelAgent  # noqa: E402
 from control.real import play_agent_episodes  # noqa: E402
 from envs.carracing import FAST_ID  # noqa: E402
-from envs.dream import canonical_actions, model_actions  # noqa: E402
+from envs.controller import canonical_actions, controller_config, model_actions  # noqa: E402
 from envs.pixels import PixelEnv  # noqa: E402
 from envs.registry import CARRACING_CROP_ROWS, CARRACING_MAX_STEPS, get_spec  # noqa: E402
-from models.controller import act, controller_config, controller_inputs  # noqa: E402
+from models.controller import act, controller_inputs  # noqa: E402
 from models.mdnrnn import MDNRNN  # noqa: E402
 from models.vae import ConvVAE, frames_to_tensor  # noqa: E402
 

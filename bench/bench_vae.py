@@ -31,7 +31,8 @@ sys.path.insert(0, str(ROOT))
 
 from common.csvlog import read_csv  # noqa: E402
 from data.collect import CollectConfig, generate  # noqa: E402
-from data.rollouts import RolloutFolder, episode_path, save_rollout, write_meta  # noqa: E402
+from data.episodes import write_meta  # noqa: E402
+from data.rollouts import RolloutFolder, episode_path, save_rollout  # noqa: E402
 from models.vae import ConvVAE, frames_to_tensor, vae_loss  # noqa: E402
 from training.vae import VAETrainConfig, train_vae  # noqa: E402
 

@@ -6,7 +6,6 @@ import torch
 
 from common.errors import UserError
 
-DEVICE_CHOICES = ("auto", "cpu", "cuda")
 DEVICE_HELP = "auto = cuda if a GPU is available, else cpu; cuda[:N] fails clearly without a GPU"
 
 

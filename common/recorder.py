@@ -11,8 +11,8 @@ import numpy as np
 from PIL import Image
 
 from common.atomic import atomic_path
-from common.cli import output_file_error
 from common.errors import UserError
+from common.folders import output_file_error
 
 VIDEO_SUFFIXES = (".gif", ".mp4")
 MP4_HINT = "MP4 needs `pip install imageio imageio-ffmpeg`; or record a .gif"

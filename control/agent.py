@@ -24,9 +24,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from envs.dream import canonical_actions, model_actions
+from envs.controller import canonical_actions, controller_config, model_actions
 from envs.registry import EnvSpec
-from models.controller import act, controller_config, controller_inputs
+from models.controller import act, controller_inputs
 from models.mdnrnn import MDNRNN
 from models.vae import ConvVAE, frames_to_tensor
 

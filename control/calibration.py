@@ -28,9 +28,10 @@ from common.stats import sample_std
 from common.workers import WorkerError
 from control.evaluate import Scores, evaluate_real
 from control.world import WorldPaths
-from data.policies import STATE_POLICIES, constant_policy_name
-from data.rollouts import read_meta
+from data.episodes import read_meta
+from data.rollouts import ROLLOUT_SCHEMA
 from envs.dream import WorldModel, rollout_policy, rollout_population
+from envs.policies import STATE_POLICIES, constant_policy_name
 from envs.registry import EnvSpec
 
 TOLERANCE = 1.5  # a policy is calibrated when dream/real survival is within x1.5 either way
@@ -44,7 +45,7 @@ CALIBRATION_FIELDS = ["policy", "episodes", "temperature", "dream_length_mean", 
 @dataclass(frozen=True)
 class ReferencePolicy:
     label: str  # what the table shows
-    policy: str  # a data.policies name: 'sticky', 'constant:-1', ...
+    policy: str  # an envs.policies name: 'sticky', 'constant:-1', ...
 
 
 def reference_policies(spec: EnvSpec, data_policy: str) -> list[ReferencePolicy]:
@@ -215,7 +216,7 @@ def write_calibration(result: Calibration, out: Path, title_extra: str = "") -> 
 
 def data_policy_of(logdir: Path, spec: EnvSpec) -> str:
     """The policy stage 01 collected this run's episodes with (the env's default if unknown)."""
-    meta = read_meta(logdir / "rollouts") if (logdir / "rollouts").is_dir() else None
+    meta = read_meta(logdir / "rollouts", ROLLOUT_SCHEMA) if (logdir / "rollouts").is_dir() else None
     return (meta or {}).get("policy") or spec.default_policy
 
 

@@ -25,11 +25,13 @@ from common.stats import Comparison, sample_std, welch
 from control.agent import WorldModelAgent
 from control.real import ENVS_PER_WORKER, agent_episodes, init_worker, random_chooser, random_episodes, run_episode
 from control.world import WorldPaths, load_world
-from data.policies import STATE_POLICIES
-from envs.dream import DreamEnv, model_actions, rollout_population
+from envs.controller import model_actions
+from envs.dream import DreamEnv, rollout_population
+from envs.policies import STATE_POLICIES
 from envs.registry import EnvSpec
 from envs.render import create_with_frames, full_frame
 from models.controller import act
+from models.vae import tensor_to_frames
 
 
 @dataclass
@@ -232,8 +234,7 @@ def record_real_episode(spec: EnvSpec, env_kwargs: dict, paths: WorldPaths | Non
 
 def _decode(vae: torch.nn.Module, z: torch.Tensor) -> np.ndarray:
     with torch.no_grad():
-        frame = vae.decode(z[:1])[0]
-    return frame.permute(1, 2, 0).clamp(0, 1).mul(255).round().to(torch.uint8).cpu().numpy()
+        return tensor_to_frames(vae.decode(z[:1])[0])
 
 
 def record_dream_episode(paths: WorldPaths, params: np.ndarray, seed: int, temperature: float, max_steps: int,

@@ -22,14 +22,16 @@ from common.errors import UserError
 from common.seeds import ROUND_SEED_BASE, scoring_seeds
 from common.stats import sample_std
 from control.calibration import data_policy_of, run_calibration, write_calibration
+from control.collection import AgentPolicy
 from control.evaluate import evaluate_real, load_controller
 from control.options import env_kwargs_of_run
 from control.train import ControllerTrainConfig, train_controller
 from control.world import WorldPaths, best_or_last, load_world
-from data.collect import AgentPolicy, CollectConfig, generate
-from data.encode import encode_rollouts, load_vae
+from data.collect import CollectConfig, generate
+from data.encode import encode_rollouts
 from data.rollouts import RolloutFolder
-from envs.registry import get_spec
+from envs.registry import EnvSpec, get_spec
+from models.loading import load_vae
 from training.mdnrnn import MDNTrainConfig, train_mdnrnn
 
 SUMMARY_FIELDS = ["round", "episodes", "controller_episodes_mean_length", "mdnrnn_epochs", "mdnrnn_val_loss",
@@ -88,6 +90,11 @@ def _continue_from(previous: dict[str, Any], folder: Path) -> None:
         torch.save(state, tmp)
 
 
+def collection_steps(rollouts_meta: dict[str, Any], spec: EnvSpec, env_kwargs: dict[str, Any]) -> int:
+    """The step cap of a round's episodes: stage 01's, else (a run that did not record it) the env's own."""
+    return int(rollouts_meta.get("max_steps") or spec.episode_steps(env_kwargs))
+
+
 def run_round(logdir: Path, k: int, cfg: IterateConfig, log: Any = print) -> dict[str, Any]:
     """Round k (1-based): collect with C_{k-1}, encode, continue M, train C_k, calibrate, score."""
     here = round_dir(logdir, k)
@@ -101,18 +108,19 @@ def run_round(logdir: Path, k: int, cfg: IterateConfig, log: Any = print) -> dic
     env_kwargs = env_kwargs_of_run(logdir)
     rollouts_meta = RolloutFolder(logdir / "rollouts").meta or {}
     env = rollouts_meta.get("env") or c_config.get("env")
-    data_policy = data_policy_of(logdir, get_spec(env))
+    spec = get_spec(env)
+    data_policy = data_policy_of(logdir, spec)
 
     log(f"round {k}: collecting {cfg.episodes} real episodes with {previous_c} ({cfg.explore:.0%} random)")
     agent = AgentPolicy(str(vae_path), str(best_or_last(previous_m)), str(previous_c), cfg.explore)
     collect = CollectConfig(env=env, out_dir=str(here / "rollouts"), policy=data_policy,
-                            seed=ROUND_SEED_BASE * k, max_steps=int(rollouts_meta.get("max_steps") or 2100),
-                            env_kwargs=env_kwargs, agent=agent.__dict__)
+                            seed=ROUND_SEED_BASE * k, max_steps=collection_steps(rollouts_meta, spec, env_kwargs),
+                            env_kwargs=env_kwargs, agent=agent)
     (here / "rollouts").mkdir(parents=True, exist_ok=True)
     summary = generate(collect, cfg.episodes, cfg.workers, cfg.worker_timeout, cfg.progress)
     log(f"round {k}: {summary.line()}")
 
-    vae, identity = load_vae(vae_path, env, torch.device(cfg.device))
+    vae, identity = load_vae(vae_path, torch.device(cfg.device), env)
     rollouts = RolloutFolder(here / "rollouts")
     encoded = encode_rollouts(rollouts, vae, identity, here / "series", device=cfg.device, progress=cfg.progress)
     log(f"round {k}: series {encoded.line()}")
@@ -161,7 +169,7 @@ def run_round(logdir: Path, k: int, cfg: IterateConfig, log: Any = print) -> dic
     row: dict[str, Any] = {"round": k, "episodes": summary.saved_total, "mdnrnn_epochs": m_config.epochs,
                            "mdnrnn_val_loss": m_summary.progress.best_loss, "dream_eval": c_result.best_eval,
                            "calibration": verdict.split(":")[0]}
-    lengths = [len_ for len_, agent_played in _agent_episode_lengths(here / "rollouts", collect) if agent_played]
+    lengths = [len_ for len_, played in _agent_episode_lengths(here / "rollouts", collect.seed, agent) if played]
     row["controller_episodes_mean_length"] = round(sum(lengths) / len(lengths), 1) if lengths else ""
     if cfg.test_episodes:
         params = load_controller(best_or_last(here / "controller"), world.spec.name, world.controller.num_params)
@@ -174,11 +182,10 @@ def run_round(logdir: Path, k: int, cfg: IterateConfig, log: Any = print) -> dic
     return row
 
 
-def _agent_episode_lengths(folder: Path, collect: CollectConfig) -> list[tuple[int, bool]]:
+def _agent_episode_lengths(folder: Path, first_seed: int, agent: AgentPolicy) -> list[tuple[int, bool]]:
     """(length, played by the controller) for each collected episode, from the same coin the workers used."""
-    agent = AgentPolicy(**collect.agent)
     rollouts = RolloutFolder(folder)
-    return [(int(length), agent.controller_plays(collect.seed + int(path.stem.split("_")[-1])))
+    return [(int(length), agent.controller_plays(first_seed + int(path.stem.split("_")[-1])))
             for path, length in zip(rollouts.paths, rollouts.lengths())]
 
 

@@ -6,10 +6,12 @@ import argparse
 from pathlib import Path
 
 from common.cli import json_object
-from control.world import WorldPaths, load_mdnrnn
-from data.rollouts import read_meta, training_seeds
+from control.world import WorldPaths
+from data.episodes import read_meta
+from data.rollouts import ROLLOUT_SCHEMA, training_seeds
 from envs.dream import DONE_MODES
 from envs.registry import EnvSpec, get_spec
+from models.loading import load_mdnrnn
 
 
 def add_world_flags(parser: argparse.ArgumentParser) -> None:
@@ -45,7 +47,7 @@ def check_env_kwargs(args: argparse.Namespace, spec: EnvSpec) -> None:
 
 def env_kwargs_of_run(logdir: Path) -> dict:
     """The real env's options the run's rollouts were collected with (e.g. doom's screen_flashes)."""
-    meta = read_meta(logdir / "rollouts") if (logdir / "rollouts").is_dir() else None
+    meta = read_meta(logdir / "rollouts", ROLLOUT_SCHEMA) if (logdir / "rollouts").is_dir() else None
     if not meta:
         return {}
     return get_spec(meta["env"]).options_of_run(dict(meta.get("env_kwargs", {})))
@@ -65,7 +67,7 @@ def env_name(args: argparse.Namespace, logdir: Path, paths: WorldPaths) -> str:
     """The env of this run: --env, else the rollouts' meta.json, else what M was trained for."""
     if getattr(args, "env", None):
         return args.env
-    meta = read_meta(logdir / "rollouts") if (logdir / "rollouts").is_dir() else None
+    meta = read_meta(logdir / "rollouts", ROLLOUT_SCHEMA) if (logdir / "rollouts").is_dir() else None
     if meta:
         return meta["env"]
     return load_mdnrnn(paths.mdnrnn)[1]

@@ -30,7 +30,6 @@ import pygame  # noqa: E402
 RECORD_HEIGHT = 256  # recordings use the height of stage 06's, whatever the window's scale
 STATUS_HEIGHT = 46
 LINE_HEIGHT = 20  # each status line past the first adds this much
-HEADLESS_DRIVERS = ("dummy", "offscreen")
 
 QUIT_KEYS = (pygame.K_ESCAPE, pygame.K_q)
 RESET_KEYS = (pygame.K_r,)
@@ -85,9 +84,6 @@ class KeyState:
 
     def is_held(self, key: int) -> bool:
         return key in self.held
-
-    def release_all(self) -> None:
-        self.held.clear()
 
 
 @dataclass(frozen=True)

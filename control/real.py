@@ -21,11 +21,12 @@ import numpy as np
 import torch
 
 from common.backend import ShippedFile, local_file
+from common.streams import Stream, episode_rng
 from common.workers import TaskPool
 from control.agent import BatchedAgent
-from control.world import check_same_vae, load_mdnrnn, load_vae
-from data.policies import make_policy
+from envs.policies import make_policy
 from envs.registry import get_spec
+from models.loading import check_same_vae, load_mdnrnn, load_vae
 
 ENVS_PER_WORKER = 8  # K: episodes a worker plays at once (the agent's block size, see control/agent.py)
 BATCHES_PER_TASK = 4  # a task holds at most this many times K episodes, so work spreads over workers
@@ -64,7 +65,7 @@ def run_episode(env: gym.Env, choose: Callable[[np.ndarray], np.ndarray], seed: 
 
 def random_chooser(env: gym.Env, policy: str, seed: int) -> Callable[[np.ndarray], np.ndarray]:
     """A stage-01 random policy as a chooser (the baseline scored on the same seeds)."""
-    policy_obj = make_policy(policy, env.action_space, np.random.default_rng([seed, 2]), env)
+    policy_obj = make_policy(policy, env.action_space, episode_rng(seed, Stream.BASELINE), env)
     policy_obj.reset()
     return lambda obs: policy_obj.act()
 

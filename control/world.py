@@ -8,15 +8,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common.checkpoints import load_checkpoint, load_state_dict_checked
 from common.errors import DataError
-from data.encode import weights_sha256
 from data.series import load_initial_z
 from envs.dream import WorldModel
 from envs.registry import get_spec
+from models.loading import check_same_vae, load_mdnrnn, load_vae
 from models.mask_reader import MASK_READER_FILE, load_mask_reader
-from models.mdnrnn import MDNRNN
-from models.vae import ConvVAE
 
 
 @dataclass(frozen=True)
@@ -42,39 +39,6 @@ def best_or_last(folder: Path) -> Path:
     return best if best.exists() or not (folder / "last.pt").exists() else folder / "last.pt"
 
 
-def load_vae(path: Path, device: torch.device | str = "cpu", env: str | None = None) -> tuple[ConvVAE, str]:
-    state = load_checkpoint(path, "vae", expect={"env": env} if env else None)
-    config = state["config"]
-    vae = ConvVAE(int(config["z_size"]))
-    load_state_dict_checked(vae, state, path)
-    return vae.to(device).eval(), config.get("env", "")
-
-
-def load_mdnrnn(path: Path, device: torch.device | str = "cpu", env: str | None = None) -> tuple[MDNRNN, str]:
-    state = load_checkpoint(path, "mdnrnn", expect={"env": env} if env else None)
-    config = dict(state["config"])
-    env_name = config.pop("env", "")
-    try:
-        model = MDNRNN.from_config(config)
-    except TypeError as e:
-        raise DataError(f"{path}: checkpoint config does not describe an MDN-RNN ({e})") from None
-    load_state_dict_checked(model, state, path)
-    model.vae_sha256 = state.get("extra", {}).get("vae_sha256")  # the V whose latents M learned from
-    skip_ahead = state.get("extra", {}).get("data", {}).get("skip_ahead", 1)
-    if skip_ahead != 1:
-        raise DataError(f"{path}: M was trained with --skip_ahead {skip_ahead}; the dream and the controller "
-                        "need a next-step model (--skip_ahead 1)")
-    return model.to(device).eval(), env_name
-
-
-def check_same_vae(vae: ConvVAE, vae_path: Path, mdnrnn: MDNRNN, mdnrnn_path: Path) -> None:
-    """M only understands the latents of the V that encoded its training series; refuse any other V."""
-    trained_on = getattr(mdnrnn, "vae_sha256", None)
-    if trained_on and trained_on != weights_sha256(vae.state_dict()):
-        raise DataError(f"{vae_path}: not the VAE whose latents {mdnrnn_path} was trained on (retrained since?); "
-                        "pass the matching --vae, or rerun stages 03-04 with this one")
-
-
 def load_initial_latents(path: Path, z_size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Stage 03's initial_z.npz as float32 tensors, checked against M's z size."""
     arrays = load_initial_z(path)
@@ -92,9 +56,9 @@ def load_world(paths: WorldPaths, device: torch.device | str = "cpu", with_vae: 
     spec = get_spec(env)
     vae = None
     if with_vae:
-        vae, vae_env = load_vae(paths.vae, device)
-        if vae_env != env:
-            raise DataError(f"{paths.vae}: VAE was trained for env {vae_env!r}, M for {env!r}")
+        vae, identity = load_vae(paths.vae, device)
+        if identity["env"] != env:
+            raise DataError(f"{paths.vae}: VAE was trained for env {identity['env']!r}, M for {env!r}")
         if vae.z_size != mdnrnn.z_size:
             raise DataError(f"{paths.vae}: VAE z size {vae.z_size} does not match M's {mdnrnn.z_size}")
         check_same_vae(vae, paths.vae, mdnrnn, paths.mdnrnn)

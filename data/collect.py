@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import gymnasium as gym
 import numpy as np
@@ -25,7 +25,8 @@ from tqdm import tqdm
 from common.atomic import remove_stale_temp_files, write_bytes_atomic
 from common.backend import LOCAL, Backend
 from common.seeds import TRAINING_DATA_SEED
-from data.policies import make_policy
+from common.streams import Stream, episode_rng
+from data.episodes import write_meta
 from data.rollouts import (
     check_meta_matches,
     encode_rollout,
@@ -33,12 +34,28 @@ from data.rollouts import (
     finished_indices,
     save_rollout,
     skipped_marker,
-    write_meta,
 )
+from envs.policies import make_policy
 from envs.registry import get_spec
 
 DEFAULT_MAX_STEPS = 1000  # for Gymnasium envs that have no time limit of their own
 _MARK_PREFIX = ".collecting-"
+
+
+class EpisodeAgent(Protocol):
+    """Who plays an episode instead of the random policy (stage 07: the trained agent, control/collection.py).
+
+    Given in the config rather than imported here, so data collection depends on no trained model; it
+    travels to the worker processes with the config, so it must pickle.
+    """
+
+    def record(self) -> dict[str, Any]:
+        """What meta.json keeps of it (new episodes belong with a folder's old ones only if this matches)."""
+        ...
+
+    def chooser(self, env_name: str, seed: int, env: gym.Env) -> Callable[[np.ndarray], np.ndarray] | None:
+        """act(obs) for the episode on `seed` in `env`, or None to leave it to the random policy."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -50,12 +67,13 @@ class CollectConfig:
     max_steps: int = DEFAULT_MAX_STEPS
     min_length: int = 0
     env_kwargs: dict[str, Any] = field(default_factory=dict)
-    agent: dict[str, Any] | None = None  # AgentPolicy fields: episodes played by a trained controller
+    agent: EpisodeAgent | None = None  # plays the episodes it chooses to (stage 07), the random policy the rest
 
     def identity(self) -> dict[str, Any]:
         """What must match for new episodes to belong with the ones already in out_dir."""
-        d = asdict(self)
+        d = asdict(dataclasses.replace(self, agent=None))
         d.pop("out_dir")
+        d["agent"] = None if self.agent is None else self.agent.record()
         return d
 
 
@@ -75,29 +93,10 @@ class CollectSummary:
                 f"time: {self.seconds:.1f} s ({fps:.0f} frames/s)")
 
 
-@dataclass(frozen=True)
-class AgentPolicy:
-    """Iterative training (paper §5): episodes of the current V + M + C, a share of them random instead.
-
-    With probability `explore` an episode is played by the random `policy` of the CollectConfig, so M
-    keeps seeing the states the controller avoids; the rest are the controller's own (what M must get
-    right for the controller to improve).
-    """
-
-    vae: str
-    mdnrnn: str
-    controller: str
-    explore: float = 0.3
-
-    def controller_plays(self, seed: int) -> bool:
-        """The per-episode coin: True = the controller plays the episode on `seed`, False = the random policy."""
-        return not np.random.default_rng([seed, 3]).random() < self.explore
-
-
 def collect_episode(env: gym.Env, policy_name: str, seed: int, max_steps: int,
                     choose: Callable[[np.ndarray], np.ndarray] | None = None) -> dict[str, np.ndarray]:
     """One episode as rollout arrays (see data/rollouts.py for the format): the random policy, or `choose(obs)`."""
-    policy = make_policy(policy_name, env.action_space, np.random.default_rng([seed, 1]), env)
+    policy = make_policy(policy_name, env.action_space, episode_rng(seed, Stream.COLLECTION), env)
     obs, _ = env.reset(seed=seed)
     policy.reset()
     frames, actions, rewards, dones = [], [], [], []
@@ -120,34 +119,6 @@ def collect_episode(env: gym.Env, policy_name: str, seed: int, max_steps: int,
 
 # -- worker side ----------------------------------------------------------------------------------
 _WORKER_ENVS: dict[str, gym.Env] = {}
-_WORKER_AGENTS: dict[str, Any] = {}
-
-
-def _agent_chooser(config: CollectConfig, seed: int, env: gym.Env) -> Callable[[np.ndarray], np.ndarray] | None:
-    """The controller's act() for this episode, or None when the coin says explore (random policy)."""
-    agent_policy = AgentPolicy(**config.agent)
-    if not agent_policy.controller_plays(seed):
-        return None
-    key = json.dumps(config.agent, sort_keys=True)
-    agent = _WORKER_AGENTS.get(key)
-    if agent is None:
-        import torch
-
-        from control.agent import WorldModelAgent
-        from control.evaluate import load_controller
-        from control.world import check_same_vae, load_mdnrnn, load_vae
-
-        torch.set_num_threads(1)
-        vae, _ = load_vae(Path(agent_policy.vae), "cpu")
-        mdnrnn, _ = load_mdnrnn(Path(agent_policy.mdnrnn), "cpu")
-        check_same_vae(vae, Path(agent_policy.vae), mdnrnn, Path(agent_policy.mdnrnn))
-        # unpadded: ~2.5x faster a step, reproducible on its own (same files for any worker count)
-        agent = WorldModelAgent(get_spec(config.env), vae, mdnrnn, block_rows=1)
-        agent.set_params(load_controller(Path(agent_policy.controller), config.env, agent.config.num_params))
-        _WORKER_AGENTS[key] = agent
-    agent.env = env  # a cached agent may have been made beside another env of this worker
-    agent.reset(seed)
-    return agent.act
 
 
 def _worker_episode(config: CollectConfig, index: int, writer_mark: str) -> tuple[int, bool, bytes | None]:
@@ -163,7 +134,7 @@ def _worker_episode(config: CollectConfig, index: int, writer_mark: str) -> tupl
     if env is None:
         env = _WORKER_ENVS[key] = get_spec(config.env).create(**config.env_kwargs)
     seed = config.seed + index
-    choose = _agent_chooser(config, seed, env) if config.agent else None
+    choose = None if config.agent is None else config.agent.chooser(config.env, seed, env)
     episode = collect_episode(env, config.policy, seed, config.max_steps, choose)
     length = len(episode["done"])
     here = (Path(config.out_dir) / writer_mark).exists()

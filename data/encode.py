@@ -10,7 +10,6 @@ of its frames, and the mask reader the dream uses (models/mask_reader.py) is fit
 
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,23 +20,19 @@ import torch
 from tqdm import tqdm
 
 from common.atomic import remove_stale_temp_files
-from common.checkpoints import load_checkpoint, load_state_dict_checked
-from common.errors import DataError, UserError
-from data.episodes import load_episode, split_by_episode
+from common.errors import UserError
+from data.episodes import META_FILE, load_episode, read_meta, split_by_episode, write_meta
 from data.loader import episodes
 from data.rollouts import ROLLOUT_SCHEMA, RolloutFolder
 from data.series import (
     INITIAL_Z_FILE,
-    META_FILE,
     SERIES_SCHEMA,
-    read_meta,
     save_initial_z,
     save_series,
-    write_meta,
 )
 from envs.registry import get_spec
 from models.mask_reader import MASK_READER_FILE, fit_mask_reader, save_mask_reader
-from models.vae import ConvVAE, VAEConfig, frames_to_tensor
+from models.vae import ConvVAE, frames_to_tensor
 
 
 def find_vae_checkpoint(vae_dir: str | Path) -> Path:
@@ -48,39 +43,6 @@ def find_vae_checkpoint(vae_dir: str | Path) -> Path:
             return path
     raise UserError(f"no VAE checkpoint (best.pt or last.pt) in {vae_dir}; "
                     "run 02_train_vae.py first or pass --vae")
-
-
-def weights_sha256(state_dict: dict[str, torch.Tensor]) -> str:
-    """A hash of the weights alone, so the same VAE is recognised wherever its file lives."""
-    digest = hashlib.sha256()
-    for key in sorted(state_dict):
-        digest.update(key.encode())
-        digest.update(state_dict[key].detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
-
-
-def load_vae(path: str | Path, env_name: str | None, device: torch.device,
-             ) -> tuple[ConvVAE, dict[str, Any]]:
-    """The VAE of a stage-02 checkpoint (refused if trained for another env) and its identity."""
-    path = Path(path)
-    hint = "pass a VAE trained on these rollouts with --vae"
-    state = load_checkpoint(path, "vae", expect=None if env_name is None else {"env": env_name}, hint=hint)
-    config = state.get("config", {})
-    if env_name is not None and "env" not in config:
-        raise DataError(f"{path}: VAE checkpoint does not say which env it was trained on")
-    try:
-        vae = ConvVAE.from_config({k: config[k] for k in VAEConfig.__dataclass_fields__})
-    except (KeyError, TypeError, ValueError) as e:
-        raise DataError(f"{path}: VAE checkpoint config {config!r} is unusable ({e})") from None
-    load_state_dict_checked(vae, state, path)
-    identity = {
-        "path": str(path.resolve()),
-        "sha256": weights_sha256(state["model"]),
-        "env": config.get("env"),
-        "z_size": vae.z_size,
-        "progress": state.get("progress", {}),
-    }
-    return vae.to(device).eval(), identity
 
 
 @torch.inference_mode()
@@ -123,7 +85,7 @@ def prepare_series_folder(savefolder: Path, rollouts: RolloutFolder, vae_identit
     remove_stale_temp_files(savefolder)
     if new:
         clear_series_folder(savefolder)
-    meta = read_meta(savefolder)
+    meta = read_meta(savefolder, SERIES_SCHEMA)
     has_files = any(savefolder.glob("episode_*.npz"))
     if meta is None and has_files:
         raise UserError(f"{savefolder} holds series files but no {META_FILE}, so their VAE is unknown; "

@@ -8,6 +8,7 @@ data.loader). Each file format (rollouts, latent series) is an `EpisodeSchema`.
 from __future__ import annotations
 
 import io
+import json
 import queue
 import struct
 import threading
@@ -16,14 +17,17 @@ import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from common.atomic import write_bytes_atomic
+from common.atomic import write_bytes_atomic, write_json_atomic
 from common.errors import DataError
 from data.npz import read_npz
 
 VARIABLE = -1  # a trailing dimension that may take any size (the same within one folder)
+META_FILE = "meta.json"  # beside the episodes: how they were made (env, options, policy, seed, VAE...)
+META_FORMAT = 1
 _FIXED_DATE = (1980, 1, 1, 0, 0, 0)  # the zip format's earliest date
 
 
@@ -35,6 +39,7 @@ class EpisodeSchema:
     fields: dict[str, tuple[np.dtype, tuple[int, ...]]]
     length_key: str  # a small key: reading it alone gives the episode length cheaply
     optional: tuple[str, ...] = ()  # fields that some envs' files have and others lack
+    meta_keys: tuple[str, ...] = ("env",)  # what the folder's meta.json must hold to be one of this format's
 
     def validate(self, arrays: dict[str, np.ndarray], source: str) -> dict[str, np.ndarray]:
         missing = [k for k in self.fields if k not in arrays and k not in self.optional]
@@ -111,6 +116,24 @@ def load_episode(path: str | Path, schema: EpisodeSchema, keys: Sequence[str] | 
         raise DataError(f"{path}: corrupt or truncated .npz ({type(e).__name__}: {e})") from None
 
 
+def read_meta(folder: str | Path, schema: EpisodeSchema) -> dict[str, Any] | None:
+    """The folder's meta.json, or None if it has none; DataError if it is unreadable or not this format's."""
+    path = Path(folder) / META_FILE
+    if not path.exists():
+        return None
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise DataError(f"{path}: unreadable ({e})") from None
+    if not isinstance(meta, dict) or any(key not in meta for key in schema.meta_keys):
+        raise DataError(f"{path}: not a {schema.name} meta file")
+    return meta
+
+
+def write_meta(folder: str | Path, meta: dict[str, Any]) -> None:
+    write_json_atomic(Path(folder) / META_FILE, {"format": META_FORMAT, **meta})
+
+
 def split_by_episode(num_episodes: int, val_fraction: float) -> tuple[list[int], list[int]]:
     """(train, validation) indices: every k-th episode (k = 1/val_fraction) by file order is held out,
     at least one; none of a single episode. Counting from the start keeps the split stable when stage 01
@@ -125,7 +148,7 @@ def split_by_episode(num_episodes: int, val_fraction: float) -> tuple[list[int],
 
 
 class EpisodeFolder:
-    """The episode files of one folder (sorted by name), read lazily."""
+    """The episode files of one folder (sorted by name), read lazily, and its meta.json ({} if none)."""
 
     def __init__(self, folder: str | Path, schema: EpisodeSchema, flag: str = "folder") -> None:
         self.folder = Path(folder)
@@ -138,6 +161,11 @@ class EpisodeFolder:
         if not self.paths:
             raise DataError(f"{flag} {self.folder}: no {schema.name} files (*.npz) in it")
         self._lengths: np.ndarray | None = None
+        self.meta = read_meta(self.folder, schema) or {}
+
+    @property
+    def env_name(self) -> str | None:
+        return self.meta.get("env")
 
     def __len__(self) -> int:
         return len(self.paths)

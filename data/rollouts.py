@@ -16,16 +16,14 @@ the policy and the seed, so a rerun can refuse to mix data and later stages can 
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from common.atomic import write_json_atomic
 from common.errors import DataError, UserError
-from data.episodes import VARIABLE, EpisodeFolder, EpisodeSchema, encode_episode, save_episode
+from data.episodes import VARIABLE, EpisodeFolder, EpisodeSchema, encode_episode, read_meta, save_episode
 from envs.preprocess import FRAME_SHAPE
 
 ROLLOUT_SCHEMA = EpisodeSchema(
@@ -37,9 +35,8 @@ ROLLOUT_SCHEMA = EpisodeSchema(
         "done": (np.dtype(bool), ()),
     },
     length_key="done",
+    meta_keys=("env",),
 )
-FORMAT_VERSION = 1
-META_FILE = "meta.json"
 _EPISODE_RE = re.compile(r"^episode_(\d+)\.(npz|skipped)$")
 
 
@@ -73,35 +70,18 @@ def encode_rollout(obs: np.ndarray, action: np.ndarray, reward: np.ndarray, done
     return encode_episode(ROLLOUT_SCHEMA.validate(arrays, "rollout"))
 
 
-def read_meta(folder: str | Path) -> dict[str, Any] | None:
-    path = Path(folder) / META_FILE
-    if not path.exists():
-        return None
-    try:
-        meta = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise DataError(f"{path}: unreadable ({e})") from None
-    if not isinstance(meta, dict) or "env" not in meta:
-        raise DataError(f"{path}: not a rollout meta file")
-    return meta
-
-
 def training_seeds(folder: str | Path) -> set[int]:
     """The env seeds of the episodes collected into `folder` (kept or too short): none may be a test seed."""
-    meta = read_meta(folder)
+    meta = read_meta(folder, ROLLOUT_SCHEMA)
     if meta is None:
         return set()
     saved, skipped = finished_indices(folder)
     return {int(meta.get("seed", 0)) + i for i in saved | skipped}
 
 
-def write_meta(folder: str | Path, meta: dict[str, Any]) -> None:
-    write_json_atomic(Path(folder) / META_FILE, {"format": FORMAT_VERSION, **meta})
-
-
 def check_meta_matches(folder: str | Path, wanted: dict[str, Any]) -> None:
     """Refuse to add episodes to a folder collected with other settings (the data would mix)."""
-    meta = read_meta(folder)
+    meta = read_meta(folder, ROLLOUT_SCHEMA)
     if meta is None:
         return
     for key, value in wanted.items():
@@ -117,11 +97,6 @@ class RolloutFolder(EpisodeFolder):
 
     def __init__(self, folder: str | Path, flag: str = "rollout folder") -> None:
         super().__init__(folder, ROLLOUT_SCHEMA, flag=flag)
-        self.meta = read_meta(self.folder) or {}
-
-    @property
-    def env_name(self) -> str | None:
-        return self.meta.get("env")
 
     def require_env(self, env_name: str) -> None:
         if self.env_name is not None and self.env_name != env_name:

@@ -24,14 +24,12 @@ silently mixing latents from two encoders.
 
 from __future__ import annotations
 
-import json
 import zipfile
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from common.atomic import atomic_path, write_json_atomic
+from common.atomic import atomic_path
 from common.errors import DataError
 from data.episodes import VARIABLE, EpisodeFolder, EpisodeSchema, load_episode, save_episode
 
@@ -47,9 +45,8 @@ SERIES_SCHEMA = EpisodeSchema(
     },
     length_key="done",
     optional=("action_mask",),
+    meta_keys=("env", "vae"),
 )
-FORMAT_VERSION = 1
-META_FILE = "meta.json"
 INITIAL_Z_FILE = "initial_z.npz"
 FLOAT16_MAX = float(np.finfo(np.float16).max)
 
@@ -65,23 +62,6 @@ def save_series(path: str | Path, mu: np.ndarray, logvar: np.ndarray, action: np
     if action_mask is not None:
         arrays["action_mask"] = action_mask.astype(np.uint8)
     save_episode(path, arrays, SERIES_SCHEMA)
-
-
-def read_meta(folder: str | Path) -> dict[str, Any] | None:
-    path = Path(folder) / META_FILE
-    if not path.exists():
-        return None
-    try:
-        meta = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise DataError(f"{path}: unreadable ({e})") from None
-    if not isinstance(meta, dict) or "env" not in meta or "vae" not in meta:
-        raise DataError(f"{path}: not a series meta file")
-    return meta
-
-
-def write_meta(folder: str | Path, meta: dict[str, Any]) -> None:
-    write_json_atomic(Path(folder) / META_FILE, {"format": FORMAT_VERSION, **meta})
 
 
 def save_initial_z(folder: str | Path, names: list[str], mu: np.ndarray, logvar: np.ndarray) -> Path:
@@ -123,11 +103,6 @@ class SeriesFolder(EpisodeFolder):
                             "run 03_generate_rnn_data.py first")
         super().__init__(folder, SERIES_SCHEMA, flag=flag)
         self.paths = [p for p in self.paths if p.name != INITIAL_Z_FILE]
-        self.meta = read_meta(self.folder) or {}
-
-    @property
-    def env_name(self) -> str | None:
-        return self.meta.get("env")
 
     def first_episode_shapes(self) -> tuple[int, int]:
         """(z_size, action_size) read from the first file (validated)."""

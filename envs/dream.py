@@ -28,12 +28,14 @@ import numpy as np
 import torch
 
 from common.errors import UserError
-from data.policies import STATE_POLICIES, make_policy
+from common.streams import Stream, episode_rng
+from envs.controller import canonical_actions, controller_config, model_actions
+from envs.policies import STATE_POLICIES, make_policy
 from envs.registry import EnvSpec
-from models.controller import ControllerConfig, act, controller_config, controller_inputs
+from models.controller import ControllerConfig, act, controller_inputs
 from models.mask_reader import MaskReader
 from models.mdnrnn import MDNRNN, MDNOutput, done_from_logit, done_probability
-from models.vae import ConvVAE
+from models.vae import ConvVAE, tensor_to_frames
 
 DONE_MODES = {
     "threshold": "the episode ends when p(done) > 0.5 on the head trained with positives x10, i.e. at a believed "
@@ -75,25 +77,6 @@ class WorldModel:
     @property
     def controller(self) -> ControllerConfig:
         return controller_config(self.spec, self.mdnrnn.z_size, self.mdnrnn.hidden_size)
-
-
-def model_actions(spec: EnvSpec, raw: torch.Tensor) -> torch.Tensor:
-    """tanh controller outputs -> model actions (the torch twin of EnvSpec.controller_to_action)."""
-    scale, offset = (torch.as_tensor(a, device=raw.device, dtype=raw.dtype) for a in spec.controller_affine())
-    low = torch.as_tensor(spec.action_low, device=raw.device, dtype=raw.dtype)
-    high = torch.as_tensor(spec.action_high, device=raw.device, dtype=raw.dtype)
-    return torch.clamp(raw * scale + offset, low, high)
-
-
-def canonical_actions(spec: EnvSpec, actions: torch.Tensor) -> torch.Tensor:
-    """What M was trained on for these model actions (one-hot for discrete envs, as recorded)."""
-    if spec.action_kind == "discrete":
-        return torch.nn.functional.one_hot(actions.argmax(-1), actions.shape[-1]).to(actions.dtype)
-    if spec.action_kind == "binary":
-        return (actions > 0).to(actions.dtype)
-    low = torch.as_tensor(spec.action_low, device=actions.device, dtype=actions.dtype)
-    high = torch.as_tensor(spec.action_high, device=actions.device, dtype=actions.dtype)
-    return torch.clamp(actions, low, high)
 
 
 def sample_mixture(out: MDNOutput, tau: float, uniform: torch.Tensor, normal: torch.Tensor) -> torch.Tensor:
@@ -254,7 +237,7 @@ def rollout_policy(world: WorldModel, policy: str, seeds: list[int], temperature
                         "only in the real env")
     space = gym.spaces.Box(np.asarray(world.spec.action_low, np.float32),
                            np.asarray(world.spec.action_high, np.float32))
-    policies = [make_policy(policy, space, np.random.default_rng([seed, 2])) for seed in seeds]
+    policies = [make_policy(policy, space, episode_rng(seed, Stream.BASELINE)) for seed in seeds]
     for p in policies:
         p.reset()
     dream = BatchedDream(world, temperature, max_steps)
@@ -320,8 +303,7 @@ class DreamEnv(gym.Env):
         if self.render_mode != "rgb_array" or self.world.vae is None or self._z is None:
             return None
         with torch.no_grad():
-            frame = self.world.vae.decode(self._z[:1].to(self.world.device))[0]
-        return (frame.permute(1, 2, 0).clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+            return tensor_to_frames(self.world.vae.decode(self._z[:1].to(self.world.device))[0])
 
     def _observe(self) -> np.ndarray:
         return self._dream.observation()[0].cpu().numpy().astype(np.float32)

@@ -10,10 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import numpy as np
 import torch
-
-from envs.registry import EnvSpec
 
 
 @dataclass(frozen=True)
@@ -29,12 +26,6 @@ class ControllerConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def controller_config(spec: EnvSpec, z_size: int, hidden_size: int) -> ControllerConfig:
-    """The controller the paper uses for this env, given V's z size and M's hidden size."""
-    input_size = z_size + hidden_size * {"z": 0, "zh": 1, "zch": 2}[spec.controller_inputs]
-    return ControllerConfig(input_size, spec.action_dim, spec.controller_bias, spec.controller_inputs)
 
 
 def controller_inputs(config: ControllerConfig, z: torch.Tensor, h: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
@@ -64,7 +55,3 @@ def act(config: ControllerConfig, params: torch.Tensor, inputs: torch.Tensor) ->
     if bias is not None:
         out = out + bias
     return torch.tanh(out)
-
-
-def random_params(config: ControllerConfig, rng: np.random.Generator, scale: float = 0.1) -> np.ndarray:
-    return (rng.standard_normal(config.num_params) * scale).astype(np.float32)

@@ -46,6 +46,11 @@ def frames_to_tensor(frames: np.ndarray | torch.Tensor, device: torch.device | s
     return x if channels_last else x.contiguous()
 
 
+def tensor_to_frames(x: torch.Tensor) -> np.ndarray:
+    """The way back: V's output (B, 3, 64, 64), or one (3, 64, 64), in [0, 1] -> uint8 frames as stored."""
+    return (x.clamp(0, 1) * 255).round().to(torch.uint8).movedim(-3, -1).cpu().numpy()
+
+
 def _tf_glorot_uniform_(tensor: torch.Tensor, fan_in: int, fan_out: int) -> None:
     limit = math.sqrt(6.0 / (fan_in + fan_out))
     nn.init.uniform_(tensor, -limit, limit)

@@ -6,7 +6,6 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from data.policies import make_policy
 from envs.binpacking import (
     GYM_ID,
     INVALID_PENALTY,
@@ -18,6 +17,7 @@ from envs.binpacking import (
 )
 from envs.binpacking_heuristics import HEURISTICS
 from envs.binpacking_image import PALETTE, count_blocks, decode_state, encode_state
+from envs.policies import make_policy
 from envs.registry import get_spec
 
 

@@ -17,8 +17,8 @@ from common.csvlog import read_csv
 from control.calibration import Calibration, CalibrationRow, reference_policies
 from control.evaluate import Scores
 from control.world import WorldPaths, load_world
-from data.policies import make_policy, parse_policy_name
 from envs.dream import DreamEnv, rollout_policy
+from envs.policies import make_policy, parse_policy_name
 from envs.registry import get_spec
 from models.mdnrnn import done_probability
 

@@ -6,7 +6,8 @@ import numpy as np
 import torch
 
 from envs import get_spec
-from models.controller import act, controller_config, controller_inputs, unpack
+from envs.controller import controller_config
+from models.controller import act, controller_inputs, unpack
 
 
 def test_paper_parameter_counts_and_inputs():

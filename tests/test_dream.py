@@ -8,7 +8,8 @@ from gymnasium.utils.env_checker import check_env
 from world_fixture import make_tiny_world
 
 from control.world import WorldPaths, load_world
-from envs.dream import DreamEnv, model_actions, rollout_population
+from envs.controller import model_actions
+from envs.dream import DreamEnv, rollout_population
 from models.controller import act
 
 

@@ -168,7 +168,7 @@ def _max_redness(screen_flashes: bool, seed: int = 3) -> float:
 def test_doom_hit_flash_is_on_by_default_and_old_runs_replay_without_it(tmp_path):
     assert _max_redness(True) > 60 > 30 > _max_redness(False)  # a hit reddens the whole frame
     from control.options import env_kwargs_of_run
-    from data.rollouts import write_meta
+    from data.episodes import write_meta
     from envs.registry import get_spec
 
     spec = get_spec("doom")

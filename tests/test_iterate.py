@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from conftest import assert_one_line_error, run_stage
 
 from common.checkpoints import load_checkpoint
 from common.csvlog import read_csv
 from common.seeds import ROUND_SEED_BASE
-from data.rollouts import RolloutFolder, read_meta
+from control.iterate import collection_steps
+from data.episodes import read_meta
+from data.rollouts import ROLLOUT_SCHEMA, RolloutFolder
+from envs.registry import get_spec
 
 
 def tiny_run(tmp_path):
@@ -34,8 +38,8 @@ def test_one_round_then_resume(tmp_path):
     out = run_stage("07_iterative_training.py", *args, "--rounds", 1, timeout=600).stdout
     here = run / "iterate" / "round_1"
     rollouts = RolloutFolder(here / "rollouts")
-    assert len(rollouts) == 3 and read_meta(here / "rollouts")["seed"] == ROUND_SEED_BASE
-    assert read_meta(here / "rollouts")["agent"]["explore"] == 0.5
+    assert len(rollouts) == 3 and read_meta(here / "rollouts", ROLLOUT_SCHEMA)["seed"] == ROUND_SEED_BASE
+    assert read_meta(here / "rollouts", ROLLOUT_SCHEMA)["agent"]["explore"] == 0.5
     assert all(np.isfinite(rollouts[i]["action"]).all() for i in range(3))
     m = load_checkpoint(here / "mdnrnn" / "last.pt", "mdnrnn")
     assert m["progress"]["epoch"] == 2  # continued from the run's 1-epoch M
@@ -45,6 +49,14 @@ def test_one_round_then_resume(tmp_path):
     assert "round 1: M 2 epochs" in out
     again = run_stage("07_iterative_training.py", *args, "--rounds", 1).stdout
     assert "round 1: finished before" in again and len(read_csv(run / "iterate" / "rounds.csv")) == 1
+
+
+@pytest.mark.parametrize("env, env_kwargs, cap", [
+    ("doom", {}, 2100), ("carracing", {}, 1000), ("binpacking", {"preset": "wmd", "horizon": 37}, 37)])
+def test_rounds_cap_episodes_at_stage_01s_steps_else_the_envs_own(env, env_kwargs, cap):
+    spec = get_spec(env)
+    assert collection_steps({"max_steps": 55}, spec, env_kwargs) == 55
+    assert collection_steps({}, spec, env_kwargs) == cap == spec.episode_steps(env_kwargs)
 
 
 def test_needs_a_finished_run(tmp_path):

@@ -13,10 +13,11 @@ from test_series import save_vae
 from test_train_vae import config, doom_rollouts, rollouts  # noqa: F401 - fixtures
 
 from common.errors import DataError
-from data.encode import encode_rollouts, load_vae
+from data.encode import encode_rollouts
 from data.episodes import load_episode
 from data.loader import episodes, frame_batches
 from data.rollouts import ROLLOUT_SCHEMA, RolloutFolder, episode_path
+from models.loading import load_vae
 from training import vae as vae_training
 from training.vae import train_vae
 
@@ -128,7 +129,7 @@ def test_stage03_same_series_files_with_worker_processes(tmp_path):
     differ from the series of the plain thread reader, over more episodes than the workers have slots."""
     rollout_folder = RolloutFolder(write_folder(tmp_path / "r", [(5 * i) % 17 + 2 for i in range(20)]))
     save_vae(tmp_path / "vae.pt")
-    vae, identity = load_vae(tmp_path / "vae.pt", None, torch.device("cpu"))
+    vae, identity = load_vae(tmp_path / "vae.pt", torch.device("cpu"))
     files = {}
     for workers in (0, 2):
         out = tmp_path / f"series{workers}"

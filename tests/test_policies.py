@@ -3,7 +3,7 @@
 import gymnasium as gym
 import numpy as np
 
-from data.policies import make_policy
+from envs.policies import make_policy
 
 
 def hold_lengths(actions: list[np.ndarray]) -> list[int]:

@@ -15,7 +15,7 @@ from common.seeds import (
     generation_seeds,
     scoring_seeds,
 )
-from data.rollouts import write_meta
+from data.episodes import write_meta
 
 
 def test_every_training_range_starts_above_the_largest_default_test_seed():

@@ -24,7 +24,8 @@ from conftest import (
 
 from common.checkpoints import save_checkpoint
 from common.csvlog import read_csv
-from data.series import save_initial_z, save_series, write_meta
+from data.episodes import write_meta
+from data.series import save_initial_z, save_series
 from models.mdnrnn import MDNRNN
 from training.mdnrnn import (
     batch_losses,

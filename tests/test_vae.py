@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from models.vae import ConvVAE, VAEConfig, frames_to_tensor, vae_loss
+from models.vae import ConvVAE, VAEConfig, frames_to_tensor, tensor_to_frames, vae_loss
 
 
 @pytest.fixture(autouse=True)
@@ -56,6 +56,15 @@ def test_frames_to_tensor_layout_and_scale():
     assert frames_to_tensor(torch.from_numpy(frames[0])).shape == (1, 3, 64, 64)
     with pytest.raises(ValueError):
         frames_to_tensor(np.zeros((2, 3, 64, 64), dtype=np.uint8))
+
+
+def test_tensor_to_frames_inverts_frames_to_tensor_and_clips():
+    frames = np.random.default_rng(0).integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
+    x = frames_to_tensor(frames)
+    assert np.array_equal(tensor_to_frames(x), frames)
+    assert np.array_equal(tensor_to_frames(x[1]), frames[1])  # one frame (3, 64, 64) -> (64, 64, 3)
+    assert tensor_to_frames(torch.full((3, 64, 64), 1.5)).min() == 255
+    assert tensor_to_frames(torch.full((3, 64, 64), -0.5)).max() == 0
 
 
 def test_kl_below_floor_gives_exactly_the_floor():

@@ -8,8 +8,8 @@ import numpy as np
 import torch
 
 from common.checkpoints import save_checkpoint
-from data.encode import weights_sha256
-from data.rollouts import write_meta
+from data.episodes import write_meta
+from models.loading import weights_sha256
 from models.mask_reader import MASK_READER_FILE, MaskReader, save_mask_reader
 from models.mdnrnn import MDNRNN
 from models.vae import ConvVAE

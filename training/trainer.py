@@ -23,9 +23,9 @@ import torch
 
 from common.atomic import remove_stale_temp_files
 from common.checkpoints import load_checkpoint, load_state_dict_checked, save_checkpoint
-from common.cli import ensure_writable_dir
 from common.csvlog import CsvLog, drop_rows_after
 from common.errors import DataError, UserError
+from common.folders import ensure_writable_dir
 from common.scalars import ScalarMirror, require_tensorboard
 from training.interrupts import DeferredInterrupt
 

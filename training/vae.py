@@ -34,7 +34,7 @@ from data.episodes import split_by_episode
 from data.loader import default_loader_workers, frame_batches
 from data.rollouts import RolloutFolder
 from envs.registry import get_spec
-from models.vae import ConvVAE, frames_to_tensor, vae_loss
+from models.vae import ConvVAE, frames_to_tensor, tensor_to_frames, vae_loss
 from training.trainer import (
     BEST_CHECKPOINT,
     LAST_CHECKPOINT,
@@ -246,11 +246,6 @@ def save_recon_grid(path: str | Path, originals: np.ndarray, recons: np.ndarray)
         Image.fromarray(image).save(tmp, format="PNG")
 
 
-def to_uint8_frames(x: torch.Tensor) -> np.ndarray:
-    """Model output (B, 3, 64, 64) in [0, 1] -> stored-frame layout (B, 64, 64, 3) uint8."""
-    return (x.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-
-
 # -- training ----------------------------------------------------------------------------------------
 class VAETrainer(EpochTrainer):
     """One stage-02 run: the ConvVAE, Adam and progress (resume, checkpoints, CSV: training/trainer.py)."""
@@ -413,7 +408,7 @@ class VAETrainer(EpochTrainer):
         """Decode the posterior mean: the reconstruction without sampling noise."""
         self.model.eval()
         mu, _ = self.model.encode(frames_to_tensor(frames, self.device))
-        out = to_uint8_frames(self.model.decode(mu))
+        out = tensor_to_frames(self.model.decode(mu))
         self.model.train()
         return out
 
