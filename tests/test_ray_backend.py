@@ -84,7 +84,7 @@ def test_pool_contract_on_ray(cluster, tmp_path):
 
 def test_stage01_on_ray_writes_the_local_pools_files(cluster, tmp_path):
     # Seeds 0 and 5 die before step 150 (117 and 114 steps): episodes 1-4, then 6-7 after a resume.
-    common = ["doom", "--total_episodes", 4, "--max_steps", 300, "--min_length", 150, "--no_progress"]
+    common = ["doom", "--total_episodes", 4, "--max_steps", 300, "--min_length", 150, "--no_progress", "--seed", 0]
     run_stage("01_generate_data.py", *common, "--logdir", "local", "--workers", 2)
     out = run_stage("01_generate_data.py", *common, "--logdir", "ray", "--backend", "ray", "--ray_address", cluster)
     assert "4 new, 4 in folder, 1 too short" in out.stdout
@@ -108,7 +108,7 @@ def test_episodes_come_back_from_a_node_that_cannot_see_the_folder(cluster, tmp_
     def config(name: str) -> collect.CollectConfig:
         (tmp_path / name).mkdir()
         return collect.CollectConfig(env="doom", out_dir=str(tmp_path / name), policy="sticky", max_steps=300,
-                                     min_length=150, env_kwargs=get_spec("doom").options_to_record({}))
+                                     min_length=150, seed=0, env_kwargs=get_spec("doom").options_to_record({}))
 
     collect.generate(config("local"), 5, 2, progress=False, backend=LOCAL)
     monkeypatch.setattr(collect, "writer_mark", contextlib.contextmanager(lambda out_dir: iter([".elsewhere"])))
