@@ -181,8 +181,12 @@ def main() -> None:
 
 def scores_file(random: bool, dream: bool, policy: str, temperature: float, done_mode: str = "threshold",
                 controller: str | None = None) -> str:
-    """File name under <logdir>/scores; a --controller other than the default is named after its folder."""
-    name = "controller" if controller is None else f"controller_{Path(controller).resolve().parent.name}"
+    """File name under <logdir>/scores; a --controller other than the default is named after its folder, and
+    after its file too unless that is best.pt (so two checkpoints of one run keep their own scores)."""
+    name = "controller"
+    if controller is not None:
+        path = Path(controller).resolve()
+        name = f"controller_{path.parent.name}" + ("" if path.stem == "best" else f"_{path.stem}")
     if dream:
         return f"dream_{name}_tau{temperature:g}_{done_mode}.csv"
     return f"real_random_{policy.replace(':', '_').replace(',', '_')}.csv" if random else f"real_{name}.csv"

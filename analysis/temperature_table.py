@@ -19,6 +19,7 @@ from analysis.loading import require_logdir
 from common.csvlog import write_csv
 from common.errors import UserError
 from common.plot import line_chart
+from common.seeds import TEST_SEED_BASE, scoring_seeds
 from common.stats import sample_std, welch
 from common.workers import WorkerError
 from control.evaluate import (
@@ -59,7 +60,7 @@ class TableTraining:
 class TableScoring:
     dream_episodes: int = 100
     real_episodes: int = 100
-    test_seed: int = 0  # real episode i plays seed test_seed + i (apart from every training seed)
+    test_seed: int = TEST_SEED_BASE  # real episode i plays seed test_seed + i (apart from every training seed)
     max_steps: int | None = None
     workers: int = 1
     worker_timeout: float = 600.0
@@ -77,7 +78,7 @@ def temperature_table(logdir: Path, out: Path, temperatures: tuple[float, ...], 
     spec = world.spec
     env_kwargs = env_kwargs_of_run(logdir)
     cap = scoring.max_steps or spec.episode_steps(env_kwargs)
-    real_seeds = [scoring.test_seed + i for i in range(scoring.real_episodes)]
+    real_seeds = scoring_seeds(scoring.real_episodes, scoring.test_seed)
     dream_seeds = list(range(scoring.dream_episodes))
     path, source = logdir / TABLE_DIR / "real_random.csv", ScoresSource("real", spec.default_policy, "", "",
                                                                         spec.name, env_kwargs, cap)

@@ -52,14 +52,14 @@ def _doom(preset: str, seed: int) -> list[Stage]:
         data = ("doom", "--total_episodes", "10000", "--min_length", "100", "--policy", "sticky_mixed")
         vae, mdn = ("--epochs", "10"), ("--epochs", "400")
         ctrl = ("--pop_size", "64", "--num_rollouts", "16", "--max_generations", "200", "--eval_every", "25")
-        episodes = "100"
+        episodes = ("100",)
     else:
         data = ("doom", "--total_episodes", "12", "--max_steps", "80", "--policy", "sticky_mixed")
         vae = ("--epochs", "1", "--max_frames", "400", "--batch_size", "32")
         mdn = ("--epochs", "1", "--batch_size", "4")
         ctrl = ("--pop_size", "4", "--num_rollouts", "2", "--max_generations", "2", "--eval_every", "2",
                 "--eval_episodes", "4", "--max_steps", "50", "--calibration_episodes", "0")
-        episodes = "4"
+        episodes = ("4", "--max_steps", "50")
     return _stages(data, vae, mdn, ("--mode", "dream", *ctrl), episodes)
 
 
@@ -68,28 +68,29 @@ def _carracing(preset: str, seed: int) -> list[Stage]:
         data = ("carracing", "--total_episodes", "10000")
         vae, mdn = ("--epochs", "10"), ("--epochs", "20")
         ctrl = ("--pop_size", "64", "--num_rollouts", "16", "--max_generations", "200", "--eval_every", "25")
-        episodes = "100"
+        episodes = ("100",)
     elif preset == "cpu":  # `make carracing`: the 2-core recipe (docs/notebook_carracing.md)
         data = ("carracing", "--total_episodes", "400")
         vae = ("--epochs", "1", "--max_frames", "200000", "--lr", "0.001")
         mdn = ("--epochs", "20")
         ctrl = CARRACING_CPU_CONTROLLER
-        episodes = "100"
+        episodes = ("100",)
     else:  # the cpu recipe's shape at a size that runs in a minute
         data = ("carracing", "--total_episodes", "4", "--max_steps", "60")
         vae = ("--epochs", "1", "--max_frames", "200", "--batch_size", "32")
         mdn = ("--epochs", "1", "--batch_size", "2")
         ctrl = ("--pop_size", "4", "--num_rollouts", "1", "--max_generations", "1", "--eval_every", "1",
                 "--eval_episodes", "2", "--max_steps", "30", "--stop_after_negative", "20")
-        episodes = "2"
+        episodes = ("2", "--max_steps", "50")  # a check of the plumbing, not a score: short episodes
     data = (*data, "--seed", str(TRAINING_DATA_SEED + 10_000 * seed))
     return _stages(data, (*vae, "--seed", str(seed)), (*mdn, "--seed", str(seed)),
                    ("--mode", "real", *ctrl, "--seed", str(seed)), episodes)
 
 
-def _stages(data: tuple, vae: tuple, mdn: tuple, ctrl: tuple, episodes: str) -> list[Stage]:
+def _stages(data: tuple, vae: tuple, mdn: tuple, ctrl: tuple, episodes: tuple) -> list[Stage]:
+    """`episodes`: stage 06's episode count, then any flags of its own (the same for both scorings)."""
     run, dev = ("--logdir", "{logdir}"), ("--device", "{device}")
-    scoring = (*run, "--episodes", episodes, "--no_progress")
+    scoring = (*run, "--episodes", *episodes, "--no_progress")
     return [
         Stage("01_data", "01_generate_data.py", (*data, *run, "--no_progress")),
         Stage("02_vae", "02_train_vae.py", (*run, *vae, *dev, "--no_progress")),

@@ -28,8 +28,7 @@ from common.stats import sample_std
 from common.workers import WorkerError
 from control.evaluate import Scores, evaluate_real
 from control.world import WorldPaths
-from data.episodes import read_meta
-from data.rollouts import ROLLOUT_SCHEMA
+from data.rollouts import run_rollouts_meta
 from envs.dream import WorldModel, rollout_policy, rollout_population
 from envs.policies import STATE_POLICIES, constant_policy_name
 from envs.registry import EnvSpec
@@ -216,7 +215,7 @@ def write_calibration(result: Calibration, out: Path, title_extra: str = "") -> 
 
 def data_policy_of(logdir: Path, spec: EnvSpec) -> str:
     """The policy stage 01 collected this run's episodes with (the env's default if unknown)."""
-    meta = read_meta(logdir / "rollouts", ROLLOUT_SCHEMA) if (logdir / "rollouts").is_dir() else None
+    meta = run_rollouts_meta(logdir)
     return (meta or {}).get("policy") or spec.default_policy
 
 

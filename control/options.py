@@ -7,8 +7,7 @@ from pathlib import Path
 
 from common.cli import json_object
 from control.world import WorldPaths
-from data.episodes import read_meta
-from data.rollouts import ROLLOUT_SCHEMA, training_seeds
+from data.rollouts import run_rollouts_meta, training_seeds
 from envs.dream import DONE_MODES
 from envs.registry import EnvSpec, get_spec
 from models.loading import load_mdnrnn
@@ -47,7 +46,7 @@ def check_env_kwargs(args: argparse.Namespace, spec: EnvSpec) -> None:
 
 def env_kwargs_of_run(logdir: Path) -> dict:
     """The real env's options the run's rollouts were collected with (e.g. doom's screen_flashes)."""
-    meta = read_meta(logdir / "rollouts", ROLLOUT_SCHEMA) if (logdir / "rollouts").is_dir() else None
+    meta = run_rollouts_meta(logdir)
     if not meta:
         return {}
     return get_spec(meta["env"]).options_of_run(dict(meta.get("env_kwargs", {})))
@@ -67,7 +66,7 @@ def env_name(args: argparse.Namespace, logdir: Path, paths: WorldPaths) -> str:
     """The env of this run: --env, else the rollouts' meta.json, else what M was trained for."""
     if getattr(args, "env", None):
         return args.env
-    meta = read_meta(logdir / "rollouts", ROLLOUT_SCHEMA) if (logdir / "rollouts").is_dir() else None
+    meta = run_rollouts_meta(logdir)
     if meta:
         return meta["env"]
     return load_mdnrnn(paths.mdnrnn)[1]

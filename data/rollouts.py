@@ -70,6 +70,12 @@ def encode_rollout(obs: np.ndarray, action: np.ndarray, reward: np.ndarray, done
     return encode_episode(ROLLOUT_SCHEMA.validate(arrays, "rollout"))
 
 
+def run_rollouts_meta(logdir: str | Path) -> dict[str, Any] | None:
+    """What stage 01 recorded about a run's `<logdir>/rollouts` (env, options, policy, seed); None if absent."""
+    folder = Path(logdir) / "rollouts"
+    return read_meta(folder, ROLLOUT_SCHEMA) if folder.is_dir() else None
+
+
 def training_seeds(folder: str | Path) -> set[int]:
     """The env seeds of the episodes collected into `folder` (kept or too short): none may be a test seed."""
     meta = read_meta(folder, ROLLOUT_SCHEMA)

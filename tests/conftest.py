@@ -14,6 +14,10 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
+# The tests' models are tiny: a second intra-op thread only waits on the first, and while another process
+# holds the other core (a stage's worker, a Ray node) each op waits out a scheduler slice, several times slower.
+# Stage subprocesses inherit the setting; the tests that set threads themselves still do.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 @pytest.fixture(autouse=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import assert_one_line_error, run_stage
+from conftest import assert_one_line_error, run_cli, run_stage
 
 from common.checkpoints import load_checkpoint
 from common.csvlog import read_csv
@@ -17,15 +17,15 @@ from envs.registry import get_spec
 
 def tiny_run(tmp_path):
     run = tmp_path / "run"
-    run_stage("01_generate_data.py", "doom", "--total_episodes", 4, "--max_steps", 40, "--workers", 2,
-              "--logdir", run, "--no_progress")
-    run_stage("02_train_vae.py", "--logdir", run, "--epochs", 1, "--z_size", 8, "--batch_size", 16,
-              "--no_progress")
-    run_stage("03_generate_rnn_data.py", "--logdir", run, "--no_progress")
-    run_stage("04_train_mdnrnn.py", "--logdir", run, "--epochs", 1, "--hidden", 16, "--batch_size", 2,
-              "--seq_len", 20, "--val_fraction", 0.25, "--no_progress")
-    run_stage("05_train_controller.py", "--logdir", run, "--pop_size", 4, "--num_rollouts", 2, "--max_steps", 60,
-              "--eval_every", 1, "--eval_episodes", 2, "--max_generations", 1, "--calibration_episodes", 0,
+    run_cli("01_generate_data.py", "doom", "--total_episodes", 4, "--max_steps", 40, "--workers", 2,
+            "--logdir", run, "--no_progress")
+    run_cli("02_train_vae.py", "--logdir", run, "--epochs", 1, "--z_size", 8, "--batch_size", 16,
+            "--no_progress")
+    run_cli("03_generate_rnn_data.py", "--logdir", run, "--no_progress")
+    run_cli("04_train_mdnrnn.py", "--logdir", run, "--epochs", 1, "--hidden", 16, "--batch_size", 2,
+            "--seq_len", 20, "--val_fraction", 0.25, "--no_progress")
+    run_cli("05_train_controller.py", "--logdir", run, "--pop_size", 4, "--num_rollouts", 2, "--max_steps", 60,
+            "--eval_every", 1, "--eval_episodes", 2, "--max_generations", 1, "--calibration_episodes", 0,
               "--no_progress")
     return run
 
@@ -47,7 +47,7 @@ def test_one_round_then_resume(tmp_path):
     rows = read_csv(run / "iterate" / "rounds.csv")
     assert len(rows) == 1 and rows[0]["round"] == "1" and float(rows[0]["real_mean"]) > 0
     assert "round 1: M 2 epochs" in out
-    again = run_stage("07_iterative_training.py", *args, "--rounds", 1).stdout
+    again = run_cli("07_iterative_training.py", *args, "--rounds", 1).stdout
     assert "round 1: finished before" in again and len(read_csv(run / "iterate" / "rounds.csv")) == 1
 
 

@@ -19,7 +19,14 @@ EPISODE_LINE = re.compile(r"^episode +\d+ +seed +\d+ +score +[\d.]+ +steps +\d+$
 def trained_run(tmp_path):
     run = make_tiny_world(tmp_path / "run")
     run_stage("05_train_controller.py", "--logdir", run, "--pop_size", 4, "--num_rollouts", 2, "--max_steps", 30,
-              "--eval_every", 1, "--eval_episodes", 4, "--max_generations", 1)
+              "--eval_every", 1, "--eval_episodes", 4, "--max_generations", 1, "--calibration_episodes", 0)
+    return run
+
+
+def saved_controller_run(tmp_path):
+    """A tiny world with a controller saved directly (stage 05's own output is tested above and in its tests)."""
+    run = make_tiny_world(tmp_path / "run")
+    save_checkpoint(run / "controller" / "best.pt", "controller", {"env": "doom"}, {"params": torch.full((40,), 0.3)})
     return run
 
 
@@ -42,8 +49,8 @@ def test_real_scores_random_baseline_and_recording(tmp_path):
     steps = int(re.search(r"recorded episode 0 \(seed 0, score [\d.]+, (\d+) steps\)", out).group(1))
     real_width = round(160 * 256 / 120)  # Doom's 160x120 screen at the recording's height
     assert gif.n_frames == steps and gif.size == (real_width + 2 * (4 + 256), 256)  # real | input | reconstruction
-    random_out = run_stage("06_test_controller.py", "--logdir", run, "--episodes", 3, "--max_steps", 25,
-                           "--random").stdout
+    random_out = run_cli("06_test_controller.py", "--logdir", run, "--episodes", 3, "--max_steps", 25,
+                         "--random").stdout
     seeds = [line.split()[3] for line in random_out.splitlines() if line.startswith("episode ")]
     assert seeds == ["0", "1", "2"]
     check_report(random_out, 3, "random policy (sticky, real)")
@@ -51,34 +58,34 @@ def test_real_scores_random_baseline_and_recording(tmp_path):
     assert re.search(r"controller \(real\) [\d.]+ ± [\d.]+ \(n 3\) vs random policy \(sticky, real\)", comparison)
     assert re.search(r"Welch t -?[\d.]+, df \d+, p [\d.e-]+", comparison), comparison
     assert (run / "scores" / "real_controller.csv").exists() and (run / "scores" / "real_random_sticky.csv").exists()
-    left = run_stage("06_test_controller.py", "--logdir", run, "--episodes", 2, "--random", "--random_policy",
-                     "constant:-1").stdout
+    left = run_cli("06_test_controller.py", "--logdir", run, "--episodes", 2, "--random", "--random_policy",
+                   "constant:-1").stdout
     check_report(left, 2, "random policy (constant:-1, real)")
-    bad = run_stage("06_test_controller.py", "--logdir", run, "--random", "--random_policy", "constant:x", check=False)
+    bad = run_cli("06_test_controller.py", "--logdir", run, "--random", "--random_policy", "constant:x", check=False)
     assert bad.returncode == 2 and "constant:x" in bad.stderr
 
 
 def test_dream_scores_and_recording(tmp_path):
-    run = trained_run(tmp_path)
-    out = run_stage("06_test_controller.py", "--logdir", run, "--episodes", 5, "--dream", "--max_steps", 40,
-                    "--record", "dream.gif").stdout
+    run = saved_controller_run(tmp_path)
+    out = run_cli("06_test_controller.py", "--logdir", run, "--episodes", 5, "--dream", "--max_steps", 40,
+                  "--record", "dream.gif").stdout
     check_report(out, 5, "controller (dream, tau=1.15)")
     assert Image.open("dream.gif").size == (256, 256)
 
 
 def test_controller_for_other_models_is_refused(tmp_path):
-    run = trained_run(tmp_path)
+    run = make_tiny_world(tmp_path / "run")
     save_checkpoint(run / "controller" / "best.pt", "controller", {"env": "doom"}, {"params": torch.zeros(7)})
-    result = run_stage("06_test_controller.py", "--logdir", run, "--episodes", 2, check=False)
+    result = run_cli("06_test_controller.py", "--logdir", run, "--episodes", 2, check=False)
     assert_one_line_error(result, "controller has 7 params", "need 40")
-    result = run_stage("06_test_controller.py", "--logdir", run, "--controller", "missing.pt", check=False)
+    result = run_cli("06_test_controller.py", "--logdir", run, "--controller", "missing.pt", check=False)
     assert_one_line_error(result, "missing.pt", "no such checkpoint")
 
 
 def test_vae_other_than_the_one_m_learned_from_is_refused(tmp_path):
-    run = trained_run(tmp_path)
+    run = saved_controller_run(tmp_path)
     save_checkpoint(run / "vae" / "best.pt", "vae", {"env": "doom", "z_size": 8}, ConvVAE(8))  # "retrained" V
-    result = run_stage("06_test_controller.py", "--logdir", run, "--episodes", 2, check=False)
+    result = run_cli("06_test_controller.py", "--logdir", run, "--episodes", 2, check=False)
     assert_one_line_error(result, "vae/best.pt", "not the VAE whose latents")
 
 
@@ -133,3 +140,13 @@ def test_score_files_from_before_settings_were_recorded_are_not_compared(tmp_pat
     out = run_cli("06_test_controller.py", "--logdir", run, "--episodes", 2, "--max_steps", 20, "--random",
                   "--workers", 1, "--no_progress").stdout
     refusal(out, "real_controller.csv", "does not record the settings")
+
+
+def test_two_checkpoints_of_one_folder_keep_their_own_score_files(tmp_path):
+    import importlib
+    scores_file = importlib.import_module("06_test_controller").scores_file
+    names = {scores_file(False, False, "random", 0.0, controller=f"runs/a/controller-x/{stem}.pt")
+             for stem in ("best", "mean-gen55", "mean-gen60")}
+    assert names == {"real_controller_controller-x.csv", "real_controller_controller-x_mean-gen55.csv",
+                     "real_controller_controller-x_mean-gen60.csv"}
+    assert scores_file(False, False, "random", 0.0) == "real_controller.csv"

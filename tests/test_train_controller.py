@@ -9,14 +9,15 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import ROOT, assert_one_line_error, run_stage
+from conftest import ROOT, assert_one_line_error, run_cli, run_stage
 from world_fixture import make_tiny_world
 
 from common.checkpoints import load_checkpoint
 from common.csvlog import read_csv
 from control.real import ENVS_PER_WORKER, task_chunks
 
-SMALL = ["--pop_size", 6, "--num_rollouts", 3, "--max_steps", 60, "--eval_every", 2, "--eval_episodes", 16]
+SMALL = ["--pop_size", 6, "--num_rollouts", 3, "--max_steps", 60, "--eval_every", 2, "--eval_episodes", 16,
+         "--calibration_episodes", 0]  # the pre-flight check has its own tests (test_calibration)
 
 
 def test_dream_training_writes_logs_checkpoints_and_resumes(tmp_path):
@@ -30,27 +31,27 @@ def test_dream_training_writes_logs_checkpoints_and_resumes(tmp_path):
     best = load_checkpoint(ctrl / "best.pt", "controller")
     assert best["model"]["params"].numel() == 8 + 16 + 16 and best["progress"]["generation"] == 2
 
-    run_stage("05_train_controller.py", "--logdir", run, *SMALL, "--max_generations", 3)
+    run_cli("05_train_controller.py", "--logdir", run, *SMALL, "--max_generations", 3)
     assert [r["generation"] for r in read_csv(ctrl / "log.csv")] == ["1", "2", "3"]
-    again = run_stage("05_train_controller.py", "--logdir", run, *SMALL, "--max_generations", 3).stdout
+    again = run_cli("05_train_controller.py", "--logdir", run, *SMALL, "--max_generations", 3).stdout
     assert "3 generations done" in again and len(read_csv(ctrl / "log.csv")) == 3
 
-    run_stage("05_train_controller.py", "--logdir", run, *SMALL, "--max_generations", 1, "--new_model")
+    run_cli("05_train_controller.py", "--logdir", run, *SMALL, "--max_generations", 1, "--new_model")
     assert len(read_csv(ctrl / "log.csv")) == 1
 
 
 def test_resume_with_other_settings_is_refused(tmp_path):
     run = make_tiny_world(tmp_path / "run")
-    run_stage("05_train_controller.py", "--logdir", run, *SMALL, "--max_generations", 1)
-    result = run_stage("05_train_controller.py", "--logdir", run, *SMALL[2:], "--pop_size", 8,
-                       "--max_generations", 2, check=False)
+    run_cli("05_train_controller.py", "--logdir", run, *SMALL, "--max_generations", 1)
+    result = run_cli("05_train_controller.py", "--logdir", run, *SMALL[2:], "--pop_size", 8,
+                     "--max_generations", 2, check=False)
     assert_one_line_error(result, "pop_size=6", "--new_model")
 
 
 def test_target_return_stops_early(tmp_path):
     run = make_tiny_world(tmp_path / "run")
-    out = run_stage("05_train_controller.py", "--logdir", run, *SMALL, "--eval_every", 1,
-                    "--target_return", 1, "--max_generations", 5).stdout
+    out = run_cli("05_train_controller.py", "--logdir", run, *SMALL, "--eval_every", 1,
+                  "--target_return", 1, "--max_generations", 5).stdout
     assert "target return reached" in out and len(read_csv(run / "controller" / "log.csv")) == 1
 
 
@@ -165,13 +166,13 @@ def test_worker_killed_mid_generation_is_replaced(tmp_path):
 
 
 def test_missing_models_are_one_line_errors(tmp_path):
-    result = run_stage("05_train_controller.py", "--logdir", tmp_path / "nothing", check=False)
+    result = run_cli("05_train_controller.py", "--logdir", tmp_path / "nothing", check=False)
     assert_one_line_error(result, "no such checkpoint file", "mdnrnn")
     run = make_tiny_world(tmp_path / "run")
     (run / "series" / "initial_z.npz").unlink()
-    result = run_stage("05_train_controller.py", "--logdir", run, *SMALL, check=False)
+    result = run_cli("05_train_controller.py", "--logdir", run, *SMALL, check=False)
     assert_one_line_error(result, "initial_z.npz", "stage 03")
-    result = run_stage("05_train_controller.py", "--logdir", run, "--pop_size", 1, check=False)
+    result = run_cli("05_train_controller.py", "--logdir", run, "--pop_size", 1, check=False)
     assert_one_line_error(result, "--pop_size")
 
 
@@ -180,13 +181,13 @@ def test_whole_episodes_from_ends_the_early_stop_and_may_move_only_for_unplayed_
     real = ["--logdir", run, "--mode", "real", "--pop_size", 4, "--num_rollouts", 2, "--max_steps", 40,
             "--eval_every", 10, "--eval_episodes", 2, "--workers", 1, "--stop_after_negative", 3]
     run_stage("05_train_controller.py", *real, "--max_generations", 1)
-    moved = run_stage("05_train_controller.py", *real, "--max_generations", 1, "--whole_episodes_from", 1,
-                      check=False)
+    moved = run_cli("05_train_controller.py", *real, "--max_generations", 1, "--whole_episodes_from", 1,
+                    check=False)
     assert_one_line_error(moved, "generations 1-1", "whole_episodes_from=0")
-    run_stage("05_train_controller.py", *real, "--max_generations", 3, "--whole_episodes_from", 3)
+    run_cli("05_train_controller.py", *real, "--max_generations", 3, "--whole_episodes_from", 3)
     lengths = [float(r["mean_length"]) for r in read_csv(run / "controller" / "log.csv")]
     assert lengths[0] < 40 and lengths[1] < 40 and lengths[2] == 40  # cut, cut, whole
-    kept = run_stage("05_train_controller.py", *real, "--max_generations", 3, check=False)
+    kept = run_cli("05_train_controller.py", *real, "--max_generations", 3, check=False)
     assert_one_line_error(kept, "whole_episodes_from=3")
-    no_stop = run_stage("05_train_controller.py", *real[:-2], "--whole_episodes_from", 2, check=False)
+    no_stop = run_cli("05_train_controller.py", *real[:-2], "--whole_episodes_from", 2, check=False)
     assert_one_line_error(no_stop, "--whole_episodes_from 2", "--stop_after_negative")
