@@ -20,7 +20,6 @@ import ray.cloudpickle
 import worker_tasks as tasks
 from conftest import ROOT, assert_one_line_error, run_stage
 from ray.cluster_utils import Cluster
-from test_generate_data import vizdoom_engines
 
 from common.csvlog import read_csv
 from common.ray_pool import RAYLET_ENV, RayPool
@@ -121,10 +120,11 @@ def test_ray_worker_killed_mid_task_is_retried(cluster, tmp_path):
     cmd = [sys.executable, str(ROOT / "01_generate_data.py"), "doom", "--total_episodes", "24", "--max_steps", "300",
            "--logdir", "ray", "--backend", "ray", "--ray_address", cluster, "--no_progress"]
     stage = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    victim, deadline = None, time.monotonic() + 60
+    victim, engines, deadline = None, [], time.monotonic() + 60
     while victim is None and stage.poll() is None and time.monotonic() < deadline:
         busy = subprocess.run(["pgrep", "-f", "ray::_Host.run"], capture_output=True, text=True).stdout.split()
-        if busy:
+        engines = _children(int(busy[0]), b"vizdoom") if busy else []
+        if engines:  # a worker in the middle of an episode, its game engine running
             victim = int(busy[0])
             os.kill(victim, signal.SIGKILL)
         time.sleep(0.05)
@@ -136,9 +136,34 @@ def test_ray_worker_killed_mid_task_is_retried(cluster, tmp_path):
     run_stage("01_generate_data.py", *cmd[2:7], "--logdir", "local", "--workers", 2, "--no_progress")
     assert rollout_files(tmp_path / "ray" / "rollouts") == rollout_files(tmp_path / "local" / "rollouts")
     deadline = time.monotonic() + 20  # Ray's subreaper kills the dead worker's game engine within ~10 s
-    while vizdoom_engines() and time.monotonic() < deadline:
+    while _alive(engines) and time.monotonic() < deadline:
         time.sleep(0.5)
-    assert not vizdoom_engines(), "a killed Ray worker left its ViZDoom engine running"
+    assert not _alive(engines), "a killed Ray worker left its ViZDoom engine running"
+
+
+def _children(parent: int, name: bytes) -> list[int]:
+    """The PIDs of `parent`'s child processes whose program path contains `name`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if (entry.name.isdigit() and int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == parent
+                    and name in (entry / "cmdline").read_bytes().split(b"\0")[0]):
+                found.append(int(entry.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
+
+
+def _alive(pids: list[int]) -> list[int]:
+    """Those of `pids` still running (a zombie is not: its process has ended)."""
+    alive = []
+    for pid in pids:
+        try:
+            if (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+                alive.append(pid)
+        except OSError:
+            continue
+    return alive
 
 
 def _busy_workers() -> list[int]:

@@ -66,19 +66,25 @@ def test_real_mode_runs_in_worker_processes(tmp_path):
 
 
 def _worker_pids(parent: int) -> list[int]:
-    pids = []
+    """The pool workers under `parent`: its descendants that lead their own process group (each worker does;
+    the fork server they are forked from, the resource tracker and the game engines do not)."""
+    procs = {}
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            cmdline = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        if ppid == parent and b"spawn_main" in cmdline and b"resource_tracker" not in cmdline:
-            pids.append(int(entry.name))
-    return pids
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            procs[int(entry.name)] = (int(fields[1]), int(fields[2]))  # parent, process group
+
+    def descends(pid: int) -> bool:
+        while pid in procs and pid > 1:
+            pid = procs[pid][0]
+            if pid == parent:
+                return True
+        return False
+
+    return [pid for pid, (_, group) in procs.items() if group == pid and descends(pid)]
 
 
 # Loaded by every process of the stage (PYTHONPATH): the first episode task any worker starts writes

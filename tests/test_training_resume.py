@@ -27,8 +27,8 @@ def series_folder(tmp_path_factory) -> Path:
 
 
 def _vae(inputs: Path, out: Path):
-    cfg = VAETrainConfig(input_folder=str(inputs), savefolder=str(out), epochs=2, batch_size=8, max_frames=32,
-                         val_max_frames=16, z_size=8, num_threads=1, device="cpu", checkpoint_every_steps=3,
+    cfg = VAETrainConfig(input_folder=str(inputs), savefolder=str(out), epochs=2, batch_size=4, max_frames=16,
+                         val_max_frames=8, z_size=8, num_threads=1, device="cpu", checkpoint_every_steps=3,
                          progress=False)
     return lambda: train_vae(cfg, log=lambda *a: None)
 
