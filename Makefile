@@ -101,9 +101,10 @@ binpacking: setup
 paper: setup
 	$(PY) run_all.py --env $(ENV) --preset paper --logdir $(PAPER_RUN) --device auto
 
-# ruff, the import layers, then every test (real envs, worker processes, a local two-node Ray cluster).
+# ruff, the import layers, then every test (real envs, worker processes, a local two-node Ray cluster), in two
+# pytest processes, each taking whole files (module fixtures are built once; the Ray cluster stays in one).
 test: lint setup-optional
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -p no:cacheprovider -n 2 --dist loadfile
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -155,5 +155,5 @@ def test_stage05_prints_the_verdict_before_a_new_dream_run(tmp_path):
     out = run_stage("05_train_controller.py", *args, "--max_generations", 1).stdout
     assert "dream calibration (2 episodes per policy" in out and "always RIGHT" in out
     assert (run / "controller" / "calibration.csv").exists()
-    again = run_stage("05_train_controller.py", *args, "--max_generations", 2).stdout
+    again = run_cli("05_train_controller.py", *args, "--max_generations", 2).stdout
     assert "dream calibration" not in again  # a resumed run does not repeat the check
