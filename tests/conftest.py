@@ -7,6 +7,7 @@ import importlib
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -75,6 +76,30 @@ def run_cli(script: str, *args: object, check: bool = True) -> subprocess.Comple
     if check and code:
         raise AssertionError(f"{script} exited {code}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}")
     return result
+
+
+@dataclass(frozen=True)
+class Proc:
+    state: str  # "R", "S", ... "Z" for a zombie (ended, not yet reaped)
+    parent: int
+    group: int  # process group: each pool worker leads its own
+    session: int
+    program: bytes  # argv[0], e.g. the ViZDoom engine's path
+
+
+def processes() -> dict[int, Proc]:
+    """Every process on the machine now, read from /proc, for the tests that kill workers and look for orphans."""
+    table = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            program = (entry / "cmdline").read_bytes().split(b"\0")[0]
+        except (OSError, IndexError):
+            continue  # ended while we looked
+        table[int(entry.name)] = Proc(fields[0], int(fields[1]), int(fields[2]), int(fields[3]), program)
+    return table
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess, *needles: str) -> None:

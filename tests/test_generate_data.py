@@ -8,11 +8,17 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT, assert_every_flag_has_its_own_help, assert_one_line_error, run_stage, script_parser
+from conftest import (
+    ROOT,
+    assert_every_flag_has_its_own_help,
+    assert_one_line_error,
+    processes,
+    run_stage,
+    script_parser,
+)
 
 from common.seeds import TRAINING_DATA_SEED
 from data.collect import collect_episode
@@ -23,16 +29,8 @@ from envs import make_env
 def vizdoom_engines(session: int | None = None) -> list[int]:
     """PIDs of running ViZDoom engine processes (ViZDoom runs the game as a child process), only those of
     `session` when given, so engines of other programs on the machine do not count."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        try:
-            if entry.name.isdigit() and b"vizdoom" in (entry / "cmdline").read_bytes().split(b"\0")[0]:
-                sid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[3])
-                if session is None or sid == session:
-                    pids.append(int(entry.name))
-        except (OSError, ValueError, IndexError):
-            continue
-    return pids
+    return [pid for pid, proc in processes().items()
+            if b"vizdoom" in proc.program and (session is None or proc.session == session)]
 
 
 def arrays(folder):

@@ -10,8 +10,7 @@ from common.checkpoints import load_checkpoint
 from common.csvlog import read_csv
 from common.seeds import ROUND_SEED_BASE
 from control.iterate import collection_steps
-from data.episodes import read_meta
-from data.rollouts import ROLLOUT_SCHEMA, RolloutFolder
+from data.rollouts import RolloutFolder
 from envs.registry import get_spec
 
 
@@ -38,8 +37,8 @@ def test_one_round_then_resume(tmp_path):
     out = run_stage("07_iterative_training.py", *args, "--rounds", 1, timeout=600).stdout
     here = run / "iterate" / "round_1"
     rollouts = RolloutFolder(here / "rollouts")
-    assert len(rollouts) == 3 and read_meta(here / "rollouts", ROLLOUT_SCHEMA)["seed"] == ROUND_SEED_BASE
-    assert read_meta(here / "rollouts", ROLLOUT_SCHEMA)["agent"]["explore"] == 0.5
+    assert len(rollouts) == 3 and rollouts.meta["seed"] == ROUND_SEED_BASE
+    assert rollouts.meta["agent"]["explore"] == 0.5
     assert all(np.isfinite(rollouts[i]["action"]).all() for i in range(3))
     m = load_checkpoint(here / "mdnrnn" / "last.pt", "mdnrnn")
     assert m["progress"]["epoch"] == 2  # continued from the run's 1-epoch M

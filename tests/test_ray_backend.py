@@ -18,7 +18,7 @@ import pytest
 import ray  # requirements-ray.txt; `make test` installs it
 import ray.cloudpickle
 import worker_tasks as tasks
-from conftest import ROOT, assert_one_line_error, run_stage
+from conftest import ROOT, assert_one_line_error, processes, run_stage
 from ray.cluster_utils import Cluster
 
 from common.csvlog import read_csv
@@ -143,27 +143,13 @@ def test_ray_worker_killed_mid_task_is_retried(cluster, tmp_path):
 
 def _children(parent: int, name: bytes) -> list[int]:
     """The PIDs of `parent`'s child processes whose program path contains `name`."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        try:
-            if (entry.name.isdigit() and int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == parent
-                    and name in (entry / "cmdline").read_bytes().split(b"\0")[0]):
-                found.append(int(entry.name))
-        except (OSError, ValueError, IndexError):
-            continue
-    return found
+    return [pid for pid, proc in processes().items() if proc.parent == parent and name in proc.program]
 
 
 def _alive(pids: list[int]) -> list[int]:
     """Those of `pids` still running (a zombie is not: its process has ended)."""
-    alive = []
-    for pid in pids:
-        try:
-            if (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
-                alive.append(pid)
-        except OSError:
-            continue
-    return alive
+    table = processes()
+    return [pid for pid in pids if pid in table and table[pid].state != "Z"]
 
 
 def _busy_workers() -> list[int]:

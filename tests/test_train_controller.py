@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import ROOT, assert_one_line_error, run_cli, run_stage
+from conftest import ROOT, assert_one_line_error, processes, run_cli, run_stage
 from world_fixture import make_tiny_world
 
 from common.checkpoints import load_checkpoint
@@ -67,24 +67,17 @@ def test_real_mode_runs_in_worker_processes(tmp_path):
 
 def _worker_pids(parent: int) -> list[int]:
     """The pool workers under `parent`: its descendants that lead their own process group (each worker does;
-    the fork server they are forked from, the resource tracker and the game engines do not)."""
-    procs = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            procs[int(entry.name)] = (int(fields[1]), int(fields[2]))  # parent, process group
+    the resource tracker and the game engines do not)."""
+    table = processes()
 
     def descends(pid: int) -> bool:
-        while pid in procs and pid > 1:
-            pid = procs[pid][0]
+        while pid in table and pid > 1:
+            pid = table[pid].parent
             if pid == parent:
                 return True
         return False
 
-    return [pid for pid, (_, group) in procs.items() if group == pid and descends(pid)]
+    return [pid for pid, proc in table.items() if proc.group == pid and descends(pid)]
 
 
 # Loaded by every process of the stage (PYTHONPATH): the first episode task any worker starts writes
