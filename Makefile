@@ -5,12 +5,14 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-RUN    ?= runs/demo
-CPU_RUN ?= runs/cpu
+SEED ?= 0
+# SEED=1 (or any other) changes every training seed of a recipe (data, V, M, C), never the test seeds
+SEED_SUFFIX := $(if $(filter 0,$(SEED)),,-seed$(SEED))
+RUN    ?= runs/demo$(SEED_SUFFIX)
+CPU_RUN ?= runs/cpu$(SEED_SUFFIX)
 ENV ?= doom
 PAPER_RUN ?= runs/paper-$(ENV)
 BP_RUN ?= runs/binpacking
-SEED ?= 0
 CAR_RUN ?= runs/carracing-seed$(SEED)
 
 # One line and exit code 2 when $(PYTHON) is older than 3.11 (or missing), before anything is installed.
@@ -46,36 +48,21 @@ $(VENV)/.installed-optional: requirements-optional.txt requirements-ray.txt $(VE
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-optional.txt
 	touch $@
 
-# The six stages on Doom with small flags, then the controller and the random policy on the same 100 real
-# seeds: 7 minutes on 2 cores (setup excluded). Its controller loses to random, as stage 05's check warns.
+# Doom, small: the six stages (run_all.py, preset "demo"), then the controller and the random policy on the
+# same 100 real test seeds with the Welch line: 7 minutes on 2 cores (setup excluded); rerun to continue. Its
+# controller does not beat random yet, as stage 05's calibration check warns (docs/doom.md).
 demo: setup
-	$(PY) 01_generate_data.py doom --total_episodes 300 --policy sticky_mixed --logdir $(RUN)
-	$(PY) 02_train_vae.py --logdir $(RUN) --epochs 1 --max_frames 40000 --lr 0.001
-	$(PY) 03_generate_rnn_data.py --logdir $(RUN)
-	$(PY) 04_train_mdnrnn.py --logdir $(RUN) --epochs 10 --seq_len 100 --batch_size 16
-	$(PY) 05_train_controller.py --logdir $(RUN) --mode dream --pop_size 32 --num_rollouts 8 \
-		--max_generations 10 --eval_every 5 --eval_episodes 256
-	$(PY) 06_test_controller.py --logdir $(RUN) --episodes 100 --random --no_progress | tail -n 2
-	$(PY) 06_test_controller.py --logdir $(RUN) --episodes 100 --no_progress | tail -n 2
+	$(PY) run_all.py --env doom --preset demo --seed $(SEED) --logdir $(RUN) --device cpu
 
-# Doom on a 2-core CPU in 26 minutes: 1,000 episodes, V on 200k frames, M 30 epochs, C 30 generations in the
-# dream, then the controller and the random policy on the same 100 real seeds (docs/notebook.md, run R2).
+# Doom on a 2-core CPU (preset "cpu"): 1,000 episodes, V on 200k frames, M 30 epochs, C 30 generations in the
+# dream, then the controller and the random policy on the same 100 real test seeds (docs/notebook.md).
 cpu-recipe: setup
-	$(PY) 01_generate_data.py doom --total_episodes 1000 --policy sticky_mixed --logdir $(CPU_RUN)
-	$(PY) 02_train_vae.py --logdir $(CPU_RUN) --epochs 1 --max_frames 200000 --lr 0.001
-	$(PY) 03_generate_rnn_data.py --logdir $(CPU_RUN)
-	$(PY) 04_train_mdnrnn.py --logdir $(CPU_RUN) --epochs 30 --batch_size 16
-	$(PY) analyze.py calibration --logdir $(CPU_RUN) --no_controller --no_progress
-	$(PY) 05_train_controller.py --logdir $(CPU_RUN) --mode dream --pop_size 32 --num_rollouts 16 \
-		--max_generations 30 --eval_every 10 --eval_episodes 256
-	$(PY) 06_test_controller.py --logdir $(CPU_RUN) --episodes 100 --random --no_progress | tail -n 2
-	$(PY) 06_test_controller.py --logdir $(CPU_RUN) --episodes 100 --no_progress | tail -n 2
+	$(PY) run_all.py --env doom --preset cpu --seed $(SEED) --logdir $(CPU_RUN) --device cpu
 
 # CarRacing on a 2-core machine (docs/carracing.md; ~3 h 15 min, from r1's per-generation times): 400 brownian
 # episodes, V, M, CMA-ES in the real game for 60 generations (the first 40 cut training episodes after 20
 # steps without a new tile, the rest play them whole), then the controller and the random policy on
 # test seeds 0-99 with the Welch line. Each stage's time goes to $(CAR_RUN)/timings.csv; rerun to continue.
-# SEED=1 changes every training seed (data, V, M, C).
 carracing: setup
 	$(PY) run_all.py --env carracing --preset cpu --seed $(SEED) --logdir $(CAR_RUN) --device cpu
 
@@ -121,6 +108,6 @@ bench: setup setup-ray
 	$(PY) bench/bench_dream.py --generation
 	$(PY) bench/bench_binpacking.py
 
-# Removes the demo's run folder (runs/demo), nothing else.
+# Removes the demo's run folder ($(RUN)), nothing else.
 clean:
 	rm -rf $(RUN)

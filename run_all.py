@@ -20,12 +20,12 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--env", choices=sorted(ENVS), default="doom", help="which environment's recipe")
     p.add_argument("--preset", choices=PRESETS, default="paper",
                    help="paper = the reference's scale (10,000 episodes, V 10 epochs, M the reference's budget, "
-                        "C pop 64 x 16 for 200 generations; hours, meant for a GPU box); cpu = CarRacing's recipe "
-                        "for a 2-core machine (about 4 hours; `make carracing`); tiny = every stage in about a "
+                        "C pop 64 x 16 for 200 generations; hours, meant for a GPU box); cpu = the recipe for a "
+                        "2-core machine (doom: `make cpu-recipe`; carracing: about 4 hours, `make carracing`); "
+                        "demo = doom, small, in about 7 minutes (`make demo`); tiny = every stage in about a "
                         "minute, to check a machine")
     p.add_argument("--seed", type=int_in(0, 1000), default=0,
-                   help="training seed of every stage (data, V, M, C); the test episodes stay the same "
-                        "(carracing; doom has seed 0 only)")
+                   help="training seed of every stage (data, V, M, C); the test episodes stay the same")
     p.add_argument("--logdir", default=None, help="run folder (default: runs/<preset>-<env>)")
     p.add_argument("--device", default="auto", help="passed to stages 02-05: auto, cpu or cuda")
     p.add_argument("--dry_run", action="store_true", help="print the stage commands and stop")

@@ -41,7 +41,12 @@ def test_a_second_training_seed_changes_every_training_seed_and_no_test_seed():
     assert "--whole_episodes_from" in cpu[4]  # the early stop ends before the last generations
     changed = [a != b for a, b in zip(cpu, other)]
     assert changed == [True, True, False, True, True, False, False]  # 01, 02, 04, 05; 03 has none; 06 = test
-    assert_one_line_error(run_stage("run_all.py", "--env", "doom", "--preset", "cpu", check=False), "make cpu-recipe")
+    for recipe in ("cpu", "demo"):  # the Doom recipes take their seeds the same way
+        doom = [s.args for s in stages("doom", recipe)]
+        assert [a != b for a, b in zip(doom, [s.args for s in stages("doom", recipe, seed=1)])] == changed
+        assert int(dict(zip(doom[0], doom[0][1:]))["--seed"]) >= 1_000_000 + 1024
+    assert_one_line_error(run_stage("run_all.py", "--env", "carracing", "--preset", "demo", check=False),
+                          "--preset demo")
 
 
 def test_failing_stage_is_one_line_and_dry_run_prints_the_commands(tmp_path):

@@ -147,7 +147,7 @@ class VAEData:
     def line(self) -> str:
         val = ("validation on the training episode (only 1 episode)" if self.val_is_train else
                f"{len(self.val)} validation episode{'s' * (len(self.val) > 1)} ({self.val_frames} frames"
-               + (f", every {self.val_stride}th" if self.val_stride > 1 else "") + ")")
+               + (f", one frame in {self.val_stride}" if self.val_stride > 1 else "") + ")")
         return (f"{self.train.folder}: env {self.env}, {len(self.train)} training episodes "
                 f"({self.train_frames} frames), {val}")
 
