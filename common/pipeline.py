@@ -63,7 +63,7 @@ def _doom(preset: str) -> tuple[tuple, ...]:
         ctrl = ("--pop_size", "32", "--num_rollouts", "8", "--max_generations", "10", "--eval_every", "5",
                 "--eval_episodes", "256")
         episodes = ("100",)
-    else:
+    else:  # tiny
         data = ("doom", "--total_episodes", "12", "--max_steps", "80", "--policy", "sticky_mixed")
         vae = ("--epochs", "1", "--max_frames", "400", "--batch_size", "32")
         mdn = ("--epochs", "1", "--batch_size", "4")
@@ -126,6 +126,8 @@ def stages(env: str, preset: str, seed: int = 0) -> list[Stage]:
     """The stage commands of a recipe; `seed` changes every stage's seed (a second training seed)."""
     if env not in ENVS:
         raise UserError(f"--env {env}: the presets cover {sorted(ENVS)}")
+    if preset not in PRESETS:  # checked once here, so each env's recipe list may end in its last preset
+        raise UserError(f"--preset {preset}: one of {', '.join(PRESETS)}")
     return _stages(*ENVS[env](preset), seed)
 
 
