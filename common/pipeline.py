@@ -4,12 +4,15 @@ Each stage runs as its own process (exactly the command a user would type, print
 stage's flags, errors and resume rules are the stage's own. A finished stage appends a row to
 `timings.csv` in the run folder (its wall time and the throughput its last line reports); a rerun
 skips the stages that have a row and reruns the one that was interrupted, which continues where it
-stopped. Presets are the recipes (`paper`: the reference's scale; `cpu`: the 2-core recipes, `make cpu-recipe`
-for Doom and `make carracing`; `demo`: `make demo`, Doom in minutes; `tiny`: a minute-long check).
+stopped. The time an interrupted stage had already spent (saved every half minute, so a kill loses
+little) is added to the row of the run that finishes it: a row is the stage's whole cost. Presets
+are the recipes (`paper`: the reference's scale; `cpu`: the 2-core recipes, `make cpu-recipe` for
+Doom and `make carracing`; `demo`: `make demo`, Doom in minutes; `tiny`: a minute-long check).
 """
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -17,12 +20,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from common.atomic import write_json_atomic
 from common.csvlog import CsvLog, read_csv
 from common.errors import UserError
 from common.seeds import TRAINING_DATA_SEED
 
 TIMINGS_CSV = "timings.csv"
 TIMING_FIELDS = ["stage", "seconds", "throughput", "unit", "command", "finished"]
+SPENT_JSON = "timings_unfinished.json"  # seconds spent so far on stages interrupted before they finished
+SPENT_EVERY_S = 30.0
 ROOT = Path(__file__).resolve().parents[1]
 # C for `make carracing`: CMA-ES in the real game; generations 1-40 cut training episodes after 20 steps
 # without a new tile (cheap while the car learns to drive), 41-60 play them whole (learning to recover)
@@ -56,11 +62,12 @@ def _doom(preset: str) -> tuple[tuple, ...]:
         ctrl = ("--pop_size", "32", "--num_rollouts", "16", "--max_generations", "30", "--eval_every", "10",
                 "--eval_episodes", "256")
         episodes = ("100",)
-    elif preset == "demo":  # `make demo`: every stage small, 7 minutes; its controller does not beat random yet
-        data = ("doom", "--total_episodes", "300", "--policy", "sticky_mixed")
-        vae = ("--epochs", "1", "--max_frames", "40000", "--lr", "0.001")
-        mdn = ("--epochs", "10", "--seq_len", "100", "--batch_size", "16")
-        ctrl = ("--pop_size", "32", "--num_rollouts", "8", "--max_generations", "10", "--eval_every", "5",
+    elif preset == "demo":  # `make demo`: the CPU recipe's 1,000 episodes (the deaths M needs), V on 100k frames,
+        # a 256-unit M for 20 epochs (half the cost of 512, as good here) and C for 10 generations (docs/notebook.md D7)
+        data = ("doom", "--total_episodes", "1000", "--policy", "sticky_mixed")
+        vae = ("--epochs", "1", "--max_frames", "100000", "--lr", "0.001")
+        mdn = ("--epochs", "20", "--batch_size", "16", "--hidden", "256")
+        ctrl = ("--pop_size", "32", "--num_rollouts", "16", "--max_generations", "10", "--eval_every", "5",
                 "--eval_episodes", "256")
         episodes = ("100",)
     else:  # tiny
@@ -154,17 +161,59 @@ def run_pipeline(env: str, preset: str, logdir: Path, device: str, log=print, se
             continue
         command = stage.command(logdir, device)
         log(f"[{stage.name}] {' '.join(command[1:])}")
-        started = time.perf_counter()
-        result = subprocess.run(command, stdout=subprocess.PIPE, stderr=None, text=True)
-        seconds = time.perf_counter() - started
-        log(result.stdout.rstrip())
-        if result.returncode != 0:
-            raise UserError(f"stage {stage.name} exited {result.returncode}; fix what it said and rerun this "
+        before = spent_before(logdir).get(stage.name, 0.0)
+        if before:
+            log(f"[{stage.name}] continues after {before:.0f} s spent before an interruption")
+        returncode, stdout, seconds = _run_timed(command, logdir, stage.name, before)
+        log(stdout.rstrip())
+        if returncode != 0:
+            raise UserError(f"stage {stage.name} exited {returncode}; fix what it said and rerun this "
                             "command to continue from it")
-        rate, unit = throughput(result.stdout)
+        rate, unit = throughput(stdout)
         row = {"stage": stage.name, "seconds": round(seconds, 1), "throughput": rate, "unit": unit,
                "command": " ".join(command[1:]), "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
         timings.append(row)
+        _save_spent(logdir, stage.name, None)
         rows.append(row)
         log(f"[{stage.name}] {seconds:.1f} s" + (f", {rate} {unit}" if rate else ""))
     return rows
+
+
+def spent_before(logdir: Path) -> dict[str, float]:
+    """Seconds each unfinished stage spent in earlier, interrupted runs."""
+    path = logdir / SPENT_JSON
+    try:
+        return {str(k): float(v) for k, v in json.loads(path.read_text()).items()} if path.exists() else {}
+    except (ValueError, AttributeError, TypeError):
+        raise UserError(f"{path}: not a JSON object of stage -> seconds; delete it to continue (the stages' "
+                        "times in timings.csv then leave out the interrupted runs)") from None
+
+
+def _save_spent(logdir: Path, name: str, seconds: float | None) -> None:
+    spent = spent_before(logdir)
+    if seconds is None:
+        spent.pop(name, None)
+    else:
+        spent[name] = round(seconds, 1)
+    write_json_atomic(logdir / SPENT_JSON, spent)
+
+
+def _run_timed(command: list[str], logdir: Path, name: str, before: float) -> tuple[int, str, float]:
+    """Run a stage; return its exit code, stdout and total seconds, counting `before`.
+
+    The running total is saved every SPENT_EVERY_S seconds and on Ctrl-C, so a rerun after an interruption
+    (or a kill) adds the time already spent instead of timing only its own part.
+    """
+    started = time.perf_counter()
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=None, text=True) as process:
+        while True:
+            try:
+                stdout, _ = process.communicate(timeout=SPENT_EVERY_S)
+                break
+            except subprocess.TimeoutExpired:
+                _save_spent(logdir, name, before + time.perf_counter() - started)
+            except KeyboardInterrupt:  # the stage got the same Ctrl-C and stops at a safe point
+                process.wait()
+                _save_spent(logdir, name, before + time.perf_counter() - started)
+                raise
+    return process.returncode, stdout, before + time.perf_counter() - started

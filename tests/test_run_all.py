@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import sys
+
+import pytest
 from conftest import assert_one_line_error, run_stage
 
+from common import pipeline
 from common.csvlog import read_csv
-from common.pipeline import stages
+from common.errors import UserError
+from common.pipeline import SPENT_JSON, stages
 
 
 def test_tiny_carracing_recipe_runs_every_stage_then_a_rerun_runs_only_what_is_missing(tmp_path):
@@ -25,12 +31,16 @@ def test_tiny_carracing_recipe_runs_every_stage_then_a_rerun_runs_only_what_is_m
     again = run_stage("run_all.py", "--env", "carracing", "--preset", "tiny", "--logdir", "run").stdout
     assert "0 stages run this time" in again and again.count("skipped") == 7
 
-    # As if the run had been killed during the last stage: only that one runs again.
+    # As if the run had been killed during the last stage after 1,000 s: only that one runs again, and its row
+    # counts the time spent before the kill.
     (tmp_path / "run" / "timings.csv").write_text("\n".join(
         (tmp_path / "run" / "timings.csv").read_text().splitlines()[:-1]) + "\n")
+    (tmp_path / "run" / SPENT_JSON).write_text(json.dumps({"06_random": 1000.0}))
     resumed = run_stage("run_all.py", "--env", "carracing", "--preset", "tiny", "--logdir", "run").stdout
-    assert "1 stages run this time" in resumed and "[06_random] " in resumed
-    assert len(read_csv(tmp_path / "run" / "timings.csv")) == 7
+    assert "1 stages run this time" in resumed and "[06_random] continues after 1000 s" in resumed
+    rows = read_csv(tmp_path / "run" / "timings.csv")
+    assert len(rows) == 7 and 1000 < float(rows[-1]["seconds"]) < 1000 + 300
+    assert json.loads((tmp_path / "run" / SPENT_JSON).read_text()) == {}
 
 
 def test_a_second_training_seed_changes_every_training_seed_and_no_test_seed():
@@ -59,3 +69,15 @@ def test_failing_stage_is_one_line_and_dry_run_prints_the_commands(tmp_path):
     dry = run_stage("run_all.py", "--preset", "paper", "--dry_run").stdout.splitlines()
     assert len(dry) == 7 and "--total_episodes 10000" in dry[0] and "--random" in dry[-1]
 
+
+
+def test_a_running_stage_saves_its_time_so_far_for_a_rerun_after_a_kill(tmp_path, monkeypatch):
+    monkeypatch.setattr(pipeline, "SPENT_EVERY_S", 0.2)
+    code, out, seconds = pipeline._run_timed([sys.executable, "-c", "import time; time.sleep(1.5); print('ok')"],
+                                             tmp_path, "02_vae", before=5.0)
+    assert (code, out.strip()) == (0, "ok") and 6.5 <= seconds < 5.0 + 60
+    saved = pipeline.spent_before(tmp_path)["02_vae"]  # written while it ran: what a kill would have left
+    assert 5.0 < saved <= seconds
+    (tmp_path / SPENT_JSON).write_text("[1, 2]")
+    with pytest.raises(UserError, match=SPENT_JSON):
+        pipeline.spent_before(tmp_path)
