@@ -62,12 +62,11 @@ def _doom(preset: str) -> tuple[tuple, ...]:
         ctrl = ("--pop_size", "32", "--num_rollouts", "16", "--max_generations", "30", "--eval_every", "10",
                 "--eval_episodes", "256")
         episodes = ("100",)
-    elif preset == "demo":  # `make demo`: the CPU recipe's 1,000 episodes (the deaths M needs), V on 100k frames,
-        # a 256-unit M for 20 epochs (half the cost of 512, as good here) and C for 10 generations (docs/notebook.md D7)
-        data = ("doom", "--total_episodes", "1000", "--policy", "sticky_mixed")
-        vae = ("--epochs", "1", "--max_frames", "100000", "--lr", "0.001")
-        mdn = ("--epochs", "20", "--batch_size", "16", "--hidden", "256")
-        ctrl = ("--pop_size", "32", "--num_rollouts", "16", "--max_generations", "10", "--eval_every", "5",
+    elif preset == "demo":  # `make demo`: every stage small, 7 minutes; its controller does not beat random yet
+        data = ("doom", "--total_episodes", "300", "--policy", "sticky_mixed")
+        vae = ("--epochs", "1", "--max_frames", "40000", "--lr", "0.001")
+        mdn = ("--epochs", "10", "--seq_len", "100", "--batch_size", "16")
+        ctrl = ("--pop_size", "32", "--num_rollouts", "8", "--max_generations", "10", "--eval_every", "5",
                 "--eval_episodes", "256")
         episodes = ("100",)
     else:  # tiny
