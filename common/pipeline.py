@@ -204,15 +204,19 @@ def _run_timed(command: list[str], logdir: Path, name: str, before: float) -> tu
     (or a kill) adds the time already spent instead of timing only its own part.
     """
     started = time.perf_counter()
+
+    def total() -> float:
+        return before + time.perf_counter() - started
+
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=None, text=True) as process:
         while True:
             try:
                 stdout, _ = process.communicate(timeout=SPENT_EVERY_S)
                 break
             except subprocess.TimeoutExpired:
-                _save_spent(logdir, name, before + time.perf_counter() - started)
+                _save_spent(logdir, name, total())
             except KeyboardInterrupt:  # the stage got the same Ctrl-C and stops at a safe point
                 process.wait()
-                _save_spent(logdir, name, before + time.perf_counter() - started)
+                _save_spent(logdir, name, total())
                 raise
-    return process.returncode, stdout, before + time.perf_counter() - started
+    return process.returncode, stdout, total()

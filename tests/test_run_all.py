@@ -70,7 +70,6 @@ def test_failing_stage_is_one_line_and_dry_run_prints_the_commands(tmp_path):
     assert len(dry) == 7 and "--total_episodes 10000" in dry[0] and "--random" in dry[-1]
 
 
-
 def test_a_running_stage_saves_its_time_so_far_for_a_rerun_after_a_kill(tmp_path, monkeypatch):
     monkeypatch.setattr(pipeline, "SPENT_EVERY_S", 0.2)
     code, out, seconds = pipeline._run_timed([sys.executable, "-c", "import time; time.sleep(1.5); print('ok')"],
