@@ -7,6 +7,7 @@ import json
 import math
 import os
 import re
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -41,8 +42,13 @@ class ArgumentParser(argparse.ArgumentParser):
 
 
 def run_main(main: Callable[[], int | None]) -> NoReturn:
-    """Run a stage's main(); turn a UserError into one line on stderr and exit code 2."""
+    """Run a stage's main(); turn a UserError into one line on stderr and exit code 2.
+
+    SIGTERM (`kill PID`, a batch scheduler's stop) stops the stage as Ctrl-C does, finished work kept:
+    a job started in the background ignores SIGINT, so SIGTERM is how one stops it cleanly.
+    """
     prog = Path(sys.argv[0]).name
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         code = main()
     except UserError as e:

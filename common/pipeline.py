@@ -14,9 +14,13 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +28,7 @@ from common.atomic import write_json_atomic
 from common.csvlog import CsvLog, read_csv
 from common.errors import UserError
 from common.seeds import TRAINING_DATA_SEED
+from common.workers import sigterm_when_parent_dies
 
 TIMINGS_CSV = "timings.csv"
 TIMING_FIELDS = ["stage", "seconds", "throughput", "unit", "command", "finished"]
@@ -163,7 +168,7 @@ def run_pipeline(env: str, preset: str, logdir: Path, device: str, log=print, se
         before = spent_before(logdir).get(stage.name, 0.0)
         if before:
             log(f"[{stage.name}] continues after {before:.0f} s spent before an interruption")
-        returncode, stdout, seconds = _run_timed(command, logdir, stage.name, before)
+        returncode, stdout, seconds, stopped = _run_timed(command, logdir, stage.name, before)
         log(stdout.rstrip())
         if returncode != 0:
             raise UserError(f"stage {stage.name} exited {returncode}; fix what it said and rerun this "
@@ -175,6 +180,8 @@ def run_pipeline(env: str, preset: str, logdir: Path, device: str, log=print, se
         _save_spent(logdir, stage.name, None)
         rows.append(row)
         log(f"[{stage.name}] {seconds:.1f} s" + (f", {rate} {unit}" if rate else ""))
+        if stopped:  # Ctrl-C or SIGTERM as the stage finished: it counts, the next one waits for a rerun
+            raise KeyboardInterrupt
     return rows
 
 
@@ -197,26 +204,51 @@ def _save_spent(logdir: Path, name: str, seconds: float | None) -> None:
     write_json_atomic(logdir / SPENT_JSON, spent)
 
 
-def _run_timed(command: list[str], logdir: Path, name: str, before: float) -> tuple[int, str, float]:
-    """Run a stage; return its exit code, stdout and total seconds, counting `before`.
+def _run_timed(command: list[str], logdir: Path, name: str, before: float) -> tuple[int, str, float, bool]:
+    """Run a stage; return its exit code, stdout, total seconds (counting `before`) and whether it was stopped.
 
     The running total is saved every SPENT_EVERY_S seconds and on Ctrl-C, so a rerun after an interruption
-    (or a kill) adds the time already spent instead of timing only its own part.
+    (or a kill) adds the time already spent instead of timing only its own part. The stage runs in its own
+    process group and gets each Ctrl-C or SIGTERM from here, exactly once, whether one was typed, sent to
+    run_all alone or to its whole group; it stops at a safe point and this raises KeyboardInterrupt after it
+    (unless it had finished all the same: then the caller records it and stops).
     """
     started = time.perf_counter()
 
     def total() -> float:
         return before + time.perf_counter() - started
 
-    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=None, text=True) as process:
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=None, text=True, process_group=0,
+                          preexec_fn=sigterm_when_parent_dies) as process, \
+            _forwarding_stops(process) as stops:
         while True:
             try:
                 stdout, _ = process.communicate(timeout=SPENT_EVERY_S)
                 break
             except subprocess.TimeoutExpired:
                 _save_spent(logdir, name, total())
-            except KeyboardInterrupt:  # the stage got the same Ctrl-C and stops at a safe point
-                process.wait()
-                _save_spent(logdir, name, total())
-                raise
-    return process.returncode, stdout, total()
+    if stops and process.returncode != 0:
+        _save_spent(logdir, name, total())
+        raise KeyboardInterrupt
+    return process.returncode, stdout, total(), bool(stops)
+
+
+@contextmanager
+def _forwarding_stops(process: subprocess.Popen) -> Iterator[list[int]]:
+    """While the stage runs, pass each SIGINT/SIGTERM that would stop run_all on to it; yield those received."""
+    received: list[int] = []
+
+    def forward(number: int, frame: object) -> None:
+        received.append(number)
+        if process.poll() is None:
+            process.send_signal(number)
+    taken = {}
+    if threading.current_thread() is threading.main_thread():
+        for number in (signal.SIGINT, signal.SIGTERM):
+            if signal.getsignal(number) is signal.default_int_handler:  # not one the parent chose to ignore
+                taken[number] = signal.signal(number, forward)
+    try:
+        yield received
+    finally:
+        for number, previous in taken.items():
+            signal.signal(number, previous)

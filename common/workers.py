@@ -128,14 +128,19 @@ def _kill_own_group(*_: object) -> None:
     os.killpg(os.getpid(), signal.SIGKILL)
 
 
-def _die_with_parent() -> None:
-    """Linux: SIGTERM when the parent dies; the handler takes the worker's whole group down."""
-    signal.signal(signal.SIGTERM, _kill_own_group)
+def sigterm_when_parent_dies() -> None:
+    """Linux: have the kernel send this process SIGTERM when its parent dies (elsewhere: nothing)."""
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
         libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):  # not Linux: the EOF on the pipe still ends the worker
+    except (OSError, AttributeError):
         pass
+
+
+def _die_with_parent() -> None:
+    """SIGTERM when the parent dies; the handler takes the worker's whole group down."""
+    signal.signal(signal.SIGTERM, _kill_own_group)
+    sigterm_when_parent_dies()  # not Linux: the EOF on the pipe still ends the worker
     if os.getppid() == 1:  # the parent died before prctl took effect
         _kill_own_group()
 

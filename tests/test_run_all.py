@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
 import sys
+import time
 
 import pytest
 from conftest import assert_one_line_error, run_stage
@@ -72,11 +76,56 @@ def test_failing_stage_is_one_line_and_dry_run_prints_the_commands(tmp_path):
 
 def test_a_running_stage_saves_its_time_so_far_for_a_rerun_after_a_kill(tmp_path, monkeypatch):
     monkeypatch.setattr(pipeline, "SPENT_EVERY_S", 0.2)
-    code, out, seconds = pipeline._run_timed([sys.executable, "-c", "import time; time.sleep(1.5); print('ok')"],
-                                             tmp_path, "02_vae", before=5.0)
-    assert (code, out.strip()) == (0, "ok") and 6.5 <= seconds < 5.0 + 60
+    code, out, seconds, stopped = pipeline._run_timed(
+        [sys.executable, "-c", "import time; time.sleep(1.5); print('ok')"], tmp_path, "02_vae", before=5.0)
+    assert (code, out.strip(), stopped) == (0, "ok", False) and 6.5 <= seconds < 5.0 + 60
     saved = pipeline.spent_before(tmp_path)["02_vae"]  # written while it ran: what a kill would have left
     assert 5.0 < saved <= seconds
     (tmp_path / SPENT_JSON).write_text("[1, 2]")
     with pytest.raises(UserError, match=SPENT_JSON):
         pipeline.spent_before(tmp_path)
+
+
+# A stand-in stage: logs each SIGINT/SIGTERM it gets, then stops (exit 130) as a stage does after Ctrl-C
+_STAGE = """
+import pathlib, signal, sys, time
+folder = pathlib.Path(sys.argv[1])
+def log(number, frame):
+    with (folder / "signals").open("a") as f:
+        f.write(f"{number}\\n")
+signal.signal(signal.SIGTERM, log)
+signal.signal(signal.SIGINT, log)
+(folder / "ready").touch()
+deadline = time.time() + 30
+while time.time() < deadline and not (folder / "signals").exists():
+    time.sleep(0.05)
+time.sleep(0.5)  # room for a second signal, were one sent
+sys.exit(130)
+"""
+_RUN_ALL = """
+import sys
+from pathlib import Path
+from common import pipeline
+from common.cli import run_main
+folder = Path(sys.argv[1])
+run_main(lambda: pipeline._run_timed([sys.executable, "-c", sys.argv[2], str(folder)], folder, "05_controller", 0.0)[0])
+"""
+
+
+@pytest.mark.parametrize("whole_group", [False, True], ids=["kill PID", "kill the group"])
+def test_sigterm_stops_the_stage_once_and_keeps_its_time(tmp_path, whole_group):
+    """A background run (which ignores SIGINT) is stopped by SIGTERM: the stage gets exactly one stop."""
+    run_all = subprocess.Popen([sys.executable, "-c", _RUN_ALL, str(tmp_path), _STAGE], cwd=pipeline.ROOT,
+                               start_new_session=True, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while not (tmp_path / "ready").exists() and time.time() < deadline and run_all.poll() is None:
+        time.sleep(0.05)
+    assert (tmp_path / "ready").exists(), run_all.stderr.read() if run_all.poll() is not None else "stage not up"
+    if whole_group:
+        os.killpg(run_all.pid, signal.SIGTERM)
+    else:
+        os.kill(run_all.pid, signal.SIGTERM)
+    _, stderr = run_all.communicate(timeout=60)
+    assert run_all.returncode == 130 and "interrupted" in stderr
+    assert (tmp_path / "signals").read_text().split() == [str(int(signal.SIGTERM))]
+    assert pipeline.spent_before(tmp_path)["05_controller"] > 0

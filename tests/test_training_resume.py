@@ -114,10 +114,13 @@ def test_kill_at_every_write_point_then_rerun_equals_an_unbroken_run(stage, tmp_
 
 
 # Steps with at least one step since the last checkpoint (else nothing is saved on the way out), in epoch 1 and 2
-@pytest.mark.parametrize("stage,at_step", [("02 vae", 2), ("02 vae", 6), ("04 mdnrnn", 2), ("04 mdnrnn", 8)])
-def test_ctrl_c_inside_an_optimizer_step_then_rerun_equals_an_unbroken_run(stage, at_step, tmp_path, monkeypatch,
-                                                                           request):
-    """The signal lands right after Adam has updated the weights, before the trainer counts the step."""
+@pytest.mark.parametrize("stage,at_step,stop", [("02 vae", 2, signal.SIGINT), ("02 vae", 6, signal.SIGINT),
+                                                ("04 mdnrnn", 2, signal.SIGINT), ("04 mdnrnn", 8, signal.SIGTERM)])
+def test_ctrl_c_inside_an_optimizer_step_then_rerun_equals_an_unbroken_run(stage, at_step, stop, tmp_path,
+                                                                           monkeypatch, request):
+    """The signal lands right after Adam has updated the weights, before the trainer counts the step.
+
+    SIGTERM is handled as the stages' run_main sets it up: like Ctrl-C."""
     make, inputs = STAGES[stage]
     inputs = request.getfixturevalue(inputs)
     make(inputs, tmp_path / "unbroken")()
@@ -129,11 +132,15 @@ def test_ctrl_c_inside_an_optimizer_step_then_rerun_equals_an_unbroken_run(stage
         result = step(self, *args, **kwargs)
         calls.append(1)
         if len(calls) == at_step:
-            signal.raise_signal(signal.SIGINT)
+            signal.raise_signal(stop)
         return result
-    with monkeypatch.context() as patch, pytest.raises(KeyboardInterrupt):
-        patch.setattr(torch.optim.Adam, "step", interrupted_step)
-        make(inputs, tmp_path / "run")()
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        with monkeypatch.context() as patch, pytest.raises(KeyboardInterrupt):
+            patch.setattr(torch.optim.Adam, "step", interrupted_step)
+            make(inputs, tmp_path / "run")()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     assert len(calls) == at_step  # stopped at the next safe point, before another step
     saved = torch.load(tmp_path / "run" / "last.pt", map_location="cpu", weights_only=True)
     assert saved["progress"]["step"] == at_step  # the weights and the counter agree

@@ -1,4 +1,4 @@
-"""Ctrl-C during training takes effect between optimizer steps, never inside one.
+"""Ctrl-C (or SIGTERM, which the stages treat alike) during training takes effect between optimizer steps.
 
 A KeyboardInterrupt can land between any two bytecodes: after `optimizer.step()` but before the step
 counter moves, or halfway through the end of an epoch. The checkpoint saved on the way out would then
@@ -15,26 +15,33 @@ import sys
 import threading
 from types import FrameType, TracebackType
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
 
 class DeferredInterrupt:
-    """Context manager that holds SIGINT until the next `check()`; inert outside the main thread."""
+    """Context manager that holds SIGINT and SIGTERM until the next `check()`; inert outside the main thread.
+
+    Only a signal that would raise KeyboardInterrupt anyway is taken over: one a parent set to be
+    ignored (a background job's SIGINT) stays ignored.
+    """
 
     def __init__(self) -> None:
         self.pending = False
         self.torn = False
-        self._previous = None
+        self._previous: dict[int, object] = {}
 
     def __enter__(self) -> DeferredInterrupt:
-        if threading.current_thread() is threading.main_thread() and \
-                signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-            self._previous = signal.signal(signal.SIGINT, self._handle)
+        if threading.current_thread() is threading.main_thread():
+            for number in STOP_SIGNALS:
+                if signal.getsignal(number) is signal.default_int_handler:
+                    self._previous[number] = signal.signal(number, self._handle)
         return self
 
     def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
                  traceback: TracebackType | None) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-            self._previous = None
+        for number, previous in self._previous.items():
+            signal.signal(number, previous)
+        self._previous = {}
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self.pending:
