@@ -9,6 +9,7 @@ import os
 import re
 import signal
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
@@ -48,7 +49,8 @@ def run_main(main: Callable[[], int | None]) -> NoReturn:
     a job started in the background ignores SIGINT, so SIGTERM is how one stops it cleanly.
     """
     prog = Path(sys.argv[0]).name
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         code = main()
     except UserError as e:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -63,7 +64,7 @@ def run_cli(script: str, *args: object, check: bool = True) -> subprocess.Comple
         spec.loader.exec_module(_STAGE_MODULES[script])
     out, err, argv, code = io.StringIO(), io.StringIO(), sys.argv, 0
     sys.argv = [str(ROOT / script), *map(str, args)]
-    threads = torch.get_num_threads()
+    threads, on_sigterm = torch.get_num_threads(), signal.getsignal(signal.SIGTERM)
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             run_main(_STAGE_MODULES[script].main)
@@ -72,6 +73,7 @@ def run_cli(script: str, *args: object, check: bool = True) -> subprocess.Comple
     finally:
         sys.argv = argv
         torch.set_num_threads(threads)
+        signal.signal(signal.SIGTERM, on_sigterm)  # run_main made SIGTERM a Ctrl-C; pytest's stays its own
     result = subprocess.CompletedProcess(sys.argv, code, out.getvalue(), err.getvalue())
     if check and code:
         raise AssertionError(f"{script} exited {code}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}")
