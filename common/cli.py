@@ -7,15 +7,14 @@ import json
 import math
 import os
 import re
-import signal
 import sys
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
 from common.errors import UserError
 from common.folders import output_file_error
+from common.stops import sigterm_as_ctrl_c
 
 EXIT_USAGE = 2
 
@@ -49,8 +48,7 @@ def run_main(main: Callable[[], int | None]) -> NoReturn:
     a job started in the background ignores SIGINT, so SIGTERM is how one stops it cleanly.
     """
     prog = Path(sys.argv[0]).name
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, signal.default_int_handler)
+    sigterm_as_ctrl_c()
     try:
         code = main()
     except UserError as e:

@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import json
 import re
-import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,6 +26,7 @@ from common.atomic import write_json_atomic
 from common.csvlog import CsvLog, read_csv
 from common.errors import UserError
 from common.seeds import TRAINING_DATA_SEED
+from common.stops import stops_handled_by
 from common.workers import sigterm_when_parent_dies
 
 TIMINGS_CSV = "timings.csv"
@@ -242,13 +241,5 @@ def _forwarding_stops(process: subprocess.Popen) -> Iterator[list[int]]:
         received.append(number)
         if process.poll() is None:
             process.send_signal(number)
-    taken = {}
-    if threading.current_thread() is threading.main_thread():
-        for number in (signal.SIGINT, signal.SIGTERM):
-            if signal.getsignal(number) is signal.default_int_handler:  # not one the parent chose to ignore
-                taken[number] = signal.signal(number, forward)
-    try:
+    with stops_handled_by(forward):
         yield received
-    finally:
-        for number, previous in taken.items():
-            signal.signal(number, previous)

@@ -10,38 +10,28 @@ trained since the last checkpoint is then dropped, since its state may be torn (
 
 from __future__ import annotations
 
-import signal
 import sys
-import threading
+from contextlib import ExitStack
 from types import FrameType, TracebackType
 
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+from common.stops import stops_handled_by
 
 
 class DeferredInterrupt:
-    """Context manager that holds SIGINT and SIGTERM until the next `check()`; inert outside the main thread.
-
-    Only a signal that would raise KeyboardInterrupt anyway is taken over: one a parent set to be
-    ignored (a background job's SIGINT) stays ignored.
-    """
+    """Context manager that holds SIGINT and SIGTERM until the next `check()` (see common.stops)."""
 
     def __init__(self) -> None:
         self.pending = False
         self.torn = False
-        self._previous: dict[int, object] = {}
+        self._routing = ExitStack()
 
     def __enter__(self) -> DeferredInterrupt:
-        if threading.current_thread() is threading.main_thread():
-            for number in STOP_SIGNALS:
-                if signal.getsignal(number) is signal.default_int_handler:
-                    self._previous[number] = signal.signal(number, self._handle)
+        self._routing.enter_context(stops_handled_by(self._handle))
         return self
 
     def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
                  traceback: TracebackType | None) -> None:
-        for number, previous in self._previous.items():
-            signal.signal(number, previous)
-        self._previous = {}
+        self._routing.close()
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self.pending:
