@@ -20,6 +20,10 @@ os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
 # holds the other core (a stage's worker, a Ray node) each op waits out a scheduler slice, several times slower.
 # Stage subprocesses inherit the setting; the tests that set threads themselves still do.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# A runner started in the background (nohup, setsid, `&` in a script) hands its processes SIGINT ignored, and
+# Python keeps it so; the tests of Ctrl-C need it delivered as at a terminal, here and in the stages they start.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(autouse=True)
