@@ -26,6 +26,7 @@ from common.cli import (
 from common.device import DEVICE_HELP, resolve_device
 from common.errors import UserError
 from common.folders import check_output_dir, require_dir
+from common.seeds import MAX_TRAINING_SEED
 from common.workers import WorkerError
 from control.iterate import IterateConfig, iterate
 
@@ -51,6 +52,10 @@ def build_parser() -> ArgumentParser:
                    help="episodes per fixed policy for each round's calibration check (0 = skip)")
     p.add_argument("--test_episodes", type=int_in(0, MAX_EPISODES), default=100,
                    help="real episodes (seeds 0..N-1) scoring each round's controller (0 = skip)")
+    p.add_argument("--seed", type=int_in(0, MAX_TRAINING_SEED), default=0,
+                   help="the run's training seed (run_all.py's --seed): round K's episode i plays seed "
+                        "K x 10,000,000 + 10,000 x seed + i, apart from every other run's; C's CMA seed stays "
+                        "the run's C seed + K")
     p.add_argument("--workers", type=int_in(1, MAX_WORKERS), default=os.cpu_count() or 1,
                    help="real-env worker processes (V, M, C on CPU, one thread each)")
     p.add_argument("--worker_timeout", type=positive_float, default=600.0,
@@ -67,8 +72,8 @@ def main() -> None:
     config = IterateConfig(
         rounds=args.rounds, episodes=args.episodes, explore=args.explore, mdnrnn_epochs=args.mdnrnn_epochs,
         generations=args.generations, pop_size=args.pop_size, num_rollouts=args.num_rollouts,
-        eval_every=args.eval_every, eval_episodes=args.eval_episodes,
-        calibration_episodes=args.calibration_episodes, test_episodes=args.test_episodes, workers=args.workers,
+        eval_every=args.eval_every, eval_episodes=args.eval_episodes, calibration_episodes=args.calibration_episodes,
+        test_episodes=args.test_episodes, seed=args.seed, workers=args.workers,
         worker_timeout=args.worker_timeout, device=str(resolve_device(args.device)), progress=not args.no_progress)
     try:
         rows = iterate(logdir, config)
@@ -76,8 +81,9 @@ def main() -> None:
         raise UserError(f"{e}; rerun to continue") from None
     for row in rows:
         real = f"{row['real_mean']} ± {row['real_std']}" if row.get("real_mean") != "" and "real_mean" in row else "-"
+        check = f", {row['calibration']}" if row["calibration"] else ""
         print(f"round {row['round']}: M {row['mdnrnn_epochs']} epochs, dream eval {row['dream_eval']}, "
-              f"real {real}, {row['calibration']}")
+              f"real {real}{check}")
     print(f"{logdir / 'iterate' / 'rounds.csv'}: {args.rounds} rounds")
 
 

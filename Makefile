@@ -55,7 +55,9 @@ demo: setup
 	$(PY) run_all.py --env doom --preset demo --seed $(SEED) --logdir $(RUN) --device cpu
 
 # Doom on a 2-core CPU (preset "cpu"): 1,000 episodes, V on 200k frames, M 30 epochs, C 30 generations in the
-# dream, then the controller and the random policy on the same 100 real test seeds (docs/notebook.md).
+# dream, then the controller and the random policy on the same 100 real test seeds; then one round of stage 07
+# (200 real episodes of that controller, M 10 more epochs, a new C in the corrected dream) and the new
+# controller on the same seeds, against the same random scores (docs/notebook.md).
 cpu-recipe: setup
 	$(PY) run_all.py --env doom --preset cpu --seed $(SEED) --logdir $(CPU_RUN) --device cpu
 

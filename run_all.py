@@ -13,6 +13,7 @@ from pathlib import Path
 from common.cli import ArgumentParser, int_in, run_main
 from common.folders import ensure_writable_dir
 from common.pipeline import ENVS, PRESETS, TIMINGS_CSV, run_pipeline, stages
+from common.seeds import MAX_TRAINING_SEED
 
 
 def build_parser() -> ArgumentParser:
@@ -24,7 +25,7 @@ def build_parser() -> ArgumentParser:
                         "2-core machine (doom: `make cpu-recipe`; carracing: about 4 hours, `make carracing`); "
                         "demo = doom, small, in about 7 minutes (`make demo`); tiny = every stage in about a "
                         "minute, to check a machine")
-    p.add_argument("--seed", type=int_in(0, 1000), default=0,
+    p.add_argument("--seed", type=int_in(0, MAX_TRAINING_SEED), default=0,
                    help="training seed of every stage (data, V, M, C); the test episodes stay the same")
     p.add_argument("--logdir", default=None, help="run folder (default: runs/<preset>-<env>)")
     p.add_argument("--device", default="auto", help="passed to stages 02-05: auto, cpu or cuda")

@@ -25,7 +25,7 @@ from pathlib import Path
 from common.atomic import write_json_atomic
 from common.csvlog import CsvLog, read_csv
 from common.errors import UserError
-from common.seeds import TRAINING_DATA_SEED
+from common.seeds import TRAINING_DATA_SEED, TRAINING_SEED_STRIDE
 from common.stops import stops_handled_by
 from common.workers import sigterm_when_parent_dies
 
@@ -53,7 +53,23 @@ class Stage:
         return [sys.executable, str(ROOT / self.script), *args]
 
 
-def _doom(preset: str) -> tuple[tuple, ...]:
+@dataclass(frozen=True)
+class Recipe:
+    """Each stage's own flags; `episodes`: stage 06's count, then any flags of its own (same for both scorings).
+
+    `rounds`: stage 07's flags (with `--rounds N`) when the recipe ends in iterative training: then its last
+    round's controller is scored too, on the same test seeds, against the same random scores.
+    """
+    data: tuple[str, ...]
+    vae: tuple[str, ...]
+    mdn: tuple[str, ...]
+    ctrl: tuple[str, ...]
+    episodes: tuple[str, ...]
+    rounds: tuple[str, ...] = ()
+
+
+def _doom(preset: str) -> Recipe:
+    rounds: tuple[str, ...] = ()  # no stage 07
     if preset == "paper":  # the reference's Doom recipe at its scale, with what the CPU recipe taught (sticky_mixed)
         data = ("doom", "--total_episodes", "10000", "--min_length", "100", "--policy", "sticky_mixed")
         vae, mdn = ("--epochs", "10"), ("--epochs", "400")
@@ -66,6 +82,9 @@ def _doom(preset: str) -> tuple[tuple, ...]:
         ctrl = ("--pop_size", "32", "--num_rollouts", "16", "--max_generations", "30", "--eval_every", "10",
                 "--eval_episodes", "256")
         episodes = ("100",)
+        # one round of stage 07 at C's size: M sees where the dream-trained C goes (docs/notebook.md, R3-07)
+        rounds = ("--rounds", "1", "--episodes", "200", "--mdnrnn_epochs", "10", "--generations", "30",
+                  "--eval_every", "10", "--calibration_episodes", "32")
     elif preset == "demo":  # `make demo`: every stage small, 7 minutes; its controller does not beat random yet
         data = ("doom", "--total_episodes", "300", "--policy", "sticky_mixed")
         vae = ("--epochs", "1", "--max_frames", "40000", "--lr", "0.001")
@@ -80,10 +99,12 @@ def _doom(preset: str) -> tuple[tuple, ...]:
         ctrl = ("--pop_size", "4", "--num_rollouts", "2", "--max_generations", "2", "--eval_every", "2",
                 "--eval_episodes", "4", "--max_steps", "50", "--calibration_episodes", "0")
         episodes = ("4", "--max_steps", "50")
-    return data, vae, mdn, ("--mode", "dream", *ctrl), episodes
+        rounds = ("--rounds", "1", "--episodes", "4", "--mdnrnn_epochs", "1", "--generations", "2",
+                  "--eval_every", "2", "--eval_episodes", "4", "--calibration_episodes", "0")
+    return Recipe(data, vae, mdn, ("--mode", "dream", *ctrl), episodes, rounds)
 
 
-def _carracing(preset: str) -> tuple[tuple, ...]:
+def _carracing(preset: str) -> Recipe:
     if preset == "paper":  # the reference: 10,000 episodes, V 10 epochs, M 20 epochs, C in the real env (1,800 gens)
         data = ("carracing", "--total_episodes", "10000")
         vae, mdn = ("--epochs", "10"), ("--epochs", "20")
@@ -104,20 +125,19 @@ def _carracing(preset: str) -> tuple[tuple, ...]:
         episodes = ("2", "--max_steps", "50")  # a check of the plumbing, not a score: short episodes
     else:
         raise UserError(f"--preset {preset}: the demo is Doom's; carracing has paper, cpu and tiny")
-    return data, vae, mdn, ("--mode", "real", *ctrl), episodes
+    return Recipe(data, vae, mdn, ("--mode", "real", *ctrl), episodes)
 
 
-def _stages(data: tuple, vae: tuple, mdn: tuple, ctrl: tuple, episodes: tuple, seed: int) -> list[Stage]:
-    """`episodes`: stage 06's episode count, then any flags of its own (the same for both scorings).
-
-    `seed` moves every training stage: stage 01's episodes by 10,000 per seed (far above the test seeds), V's, M's
-    and C's own seeds; stage 03 has none and stage 06 always plays the test seeds.
+def _stages(recipe: Recipe, seed: int) -> list[Stage]:
+    """`seed` moves every training stage: stage 01's episodes by 10,000 per seed (far above the test seeds), V's, M's
+    and C's own seeds, stage 07's episodes like stage 01's; stage 03 has none and stage 06 always plays the test
+    seeds.
     """
-    data = (*data, "--seed", str(TRAINING_DATA_SEED + 10_000 * seed))
-    vae, mdn, ctrl = ((*flags, "--seed", str(seed)) for flags in (vae, mdn, ctrl))
+    data = (*recipe.data, "--seed", str(TRAINING_DATA_SEED + TRAINING_SEED_STRIDE * seed))
+    vae, mdn, ctrl = ((*flags, "--seed", str(seed)) for flags in (recipe.vae, recipe.mdn, recipe.ctrl))
     run, dev = ("--logdir", "{logdir}"), ("--device", "{device}")
-    scoring = (*run, "--episodes", *episodes, "--no_progress")
-    return [
+    scoring = (*run, "--episodes", *recipe.episodes, "--no_progress")
+    stages = [
         Stage("01_data", "01_generate_data.py", (*data, *run, "--no_progress")),
         Stage("02_vae", "02_train_vae.py", (*run, *vae, *dev, "--no_progress")),
         Stage("03_series", "03_generate_rnn_data.py", (*run, *dev, "--no_progress")),
@@ -126,6 +146,13 @@ def _stages(data: tuple, vae: tuple, mdn: tuple, ctrl: tuple, episodes: tuple, s
         Stage("06_controller", "06_test_controller.py", scoring),
         Stage("06_random", "06_test_controller.py", (*scoring, "--random")),
     ]
+    if recipe.rounds:  # stage 07 (its own real scores left to stage 06), then stage 06 on its last round's C and M
+        last = "{logdir}/iterate/round_" + recipe.rounds[recipe.rounds.index("--rounds") + 1]
+        world = ("--controller", f"{last}/controller/best.pt", "--mdnrnn", f"{last}/mdnrnn/best.pt")
+        stages += [Stage("07_rounds", "07_iterative_training.py",
+                         (*run, *recipe.rounds, "--seed", str(seed), "--test_episodes", "0", *dev, "--no_progress")),
+                   Stage("06_round", "06_test_controller.py", (*scoring, *world))]
+    return stages
 
 
 PRESETS = ("paper", "cpu", "demo", "tiny")
@@ -138,7 +165,7 @@ def stages(env: str, preset: str, seed: int = 0) -> list[Stage]:
         raise UserError(f"--env {env}: the presets cover {sorted(ENVS)}")
     if preset not in PRESETS:  # checked once here, so each env's recipe list may end in its last preset
         raise UserError(f"--preset {preset}: one of {', '.join(PRESETS)}")
-    return _stages(*ENVS[env](preset), seed)
+    return _stages(ENVS[env](preset), seed)
 
 
 def finished_stages(logdir: Path) -> set[str]:

@@ -19,7 +19,7 @@ from common.atomic import atomic_path
 from common.checkpoints import load_checkpoint
 from common.csvlog import CsvLog, read_csv
 from common.errors import UserError
-from common.seeds import ROUND_SEED_BASE, scoring_seeds
+from common.seeds import round_first_seed, scoring_seeds
 from common.stats import sample_std
 from control.calibration import data_policy_of, run_calibration, write_calibration
 from control.collection import AgentPolicy
@@ -51,6 +51,7 @@ class IterateConfig:
     eval_episodes: int = 256
     calibration_episodes: int = 64
     test_episodes: int = 100  # real episodes (seeds 0..N-1) scoring each round's controller; 0 = skip
+    seed: int = 0  # the run's training seed: moves the rounds' episode seeds as it moves stage 01's
     workers: int = 2
     worker_timeout: float = 600.0
     device: str = "cpu"
@@ -113,9 +114,9 @@ def run_round(logdir: Path, k: int, cfg: IterateConfig, log: Any = print) -> dic
 
     log(f"round {k}: collecting {cfg.episodes} real episodes with {previous_c} ({cfg.explore:.0%} random)")
     agent = AgentPolicy(str(vae_path), str(best_or_last(previous_m)), str(previous_c), cfg.explore)
+    steps = collection_steps(rollouts_meta, spec, env_kwargs)
     collect = CollectConfig(env=env, out_dir=str(here / "rollouts"), policy=data_policy,
-                            seed=ROUND_SEED_BASE * k, max_steps=collection_steps(rollouts_meta, spec, env_kwargs),
-                            env_kwargs=env_kwargs, agent=agent)
+                            seed=round_first_seed(k, cfg.seed), max_steps=steps, env_kwargs=env_kwargs, agent=agent)
     (here / "rollouts").mkdir(parents=True, exist_ok=True)
     summary = generate(collect, cfg.episodes, cfg.workers, cfg.worker_timeout, cfg.progress)
     log(f"round {k}: {summary.line()}")

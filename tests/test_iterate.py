@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from conftest import assert_one_line_error, run_cli, run_stage
 
 from common.checkpoints import load_checkpoint
 from common.csvlog import read_csv
-from common.seeds import ROUND_SEED_BASE
+from common.pipeline import stages
+from common.seeds import ROUND_SEED_BASE, round_first_seed
 from control.iterate import collection_steps
 from data.rollouts import RolloutFolder
 from envs.registry import get_spec
@@ -33,11 +36,11 @@ def test_one_round_then_resume(tmp_path):
     run = tiny_run(tmp_path)
     args = ["--logdir", run, "--episodes", 3, "--explore", 0.5, "--mdnrnn_epochs", 1, "--generations", 1,
             "--eval_every", 1, "--eval_episodes", 2, "--calibration_episodes", 2, "--test_episodes", 2,
-            "--workers", 2, "--no_progress"]
+            "--seed", 3, "--workers", 2, "--no_progress"]
     out = run_stage("07_iterative_training.py", *args, "--rounds", 1, timeout=600).stdout
     here = run / "iterate" / "round_1"
     rollouts = RolloutFolder(here / "rollouts")
-    assert len(rollouts) == 3 and rollouts.meta["seed"] == ROUND_SEED_BASE
+    assert len(rollouts) == 3 and rollouts.meta["seed"] == round_first_seed(1, 3) == ROUND_SEED_BASE + 30_000
     assert rollouts.meta["agent"]["explore"] == 0.5
     assert all(np.isfinite(rollouts[i]["action"]).all() for i in range(3))
     m = load_checkpoint(here / "mdnrnn" / "last.pt", "mdnrnn")
@@ -48,6 +51,10 @@ def test_one_round_then_resume(tmp_path):
     assert "round 1: M 2 epochs" in out
     again = run_cli("07_iterative_training.py", *args, "--rounds", 1).stdout
     assert "round 1: finished before" in again and len(read_csv(run / "iterate" / "rounds.csv")) == 1
+    # run_all's recipes score the last round's controller with its own M, as this stage 06 command does
+    score = next(s for s in stages("doom", "tiny") if s.name == "06_round").command(run, "cpu")
+    scored = run_stage(Path(score[1]).name, *score[2:]).stdout
+    assert "controller (real)" in scored and (run / "scores" / "real_controller_controller.csv").exists()
 
 
 @pytest.mark.parametrize("env, env_kwargs, cap", [

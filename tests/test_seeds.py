@@ -8,11 +8,14 @@ from world_fixture import make_tiny_world
 from common.cli import MAX_EPISODES
 from common.pipeline import stages
 from common.seeds import (
+    GENERATION_SEED_LOW,
+    MAX_TRAINING_SEED,
     ROUND_SEED_BASE,
     TEST_SEED_LIMIT,
     TRAINING_DATA_SEED,
     eval_seeds,
     generation_seeds,
+    round_first_seed,
     scoring_seeds,
 )
 from data.episodes import write_meta
@@ -28,6 +31,11 @@ def test_every_training_range_starts_above_the_largest_default_test_seed():
     evals = eval_seeds(MAX_EPISODES)
     assert TEST_SEED_LIMIT <= min(evals) and max(evals) < TRAINING_DATA_SEED  # nor do evals and data meet
     assert ROUND_SEED_BASE >= TEST_SEED_LIMIT  # stage 07's round K collects on K * base + i, K >= 1
+    rounds = {(k, seed): round_first_seed(k, seed) for k in range(1, 10) for seed in range(MAX_TRAINING_SEED + 1)}
+    firsts = sorted(rounds.values())  # every (round, training seed) has room for a stage's episodes of its own
+    assert firsts[0] >= ROUND_SEED_BASE and firsts[-1] + 10_000 <= GENERATION_SEED_LOW
+    assert min(b - a for a, b in zip(firsts, firsts[1:])) >= 10_000
+    assert TRAINING_DATA_SEED + 10_000 * (MAX_TRAINING_SEED + 1) <= ROUND_SEED_BASE  # stage 01 stays below
     for env in ("doom", "carracing"):  # the recipes keep stage 01 on its range for every training seed
         for seed in (0, 1) if env == "carracing" else (0,):
             data_stage = next(s for s in stages(env, "tiny", seed) if s.name == "01_data")
