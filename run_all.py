@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""The whole pipeline in one command: stages 01-06 with a preset recipe, timed, resumable as a whole.
+"""The whole pipeline in one command: stages 01-06 (07 in some) with a preset recipe, timed, resumable as a whole.
 
 Example: python run_all.py --env doom --preset paper --logdir runs/paper-doom --device auto
 Each finished stage appends its wall time and throughput to <logdir>/timings.csv; rerun the same
@@ -22,11 +22,12 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--preset", choices=PRESETS, default="paper",
                    help="paper = the reference's scale (10,000 episodes, V 10 epochs, M the reference's budget, "
                         "C pop 64 x 16 for 200 generations; hours, meant for a GPU box); cpu = the recipe for a "
-                        "2-core machine (doom: `make cpu-recipe`; carracing: about 4 hours, `make carracing`); "
-                        "demo = doom, small, in about 7 minutes (`make demo`); tiny = every stage in about a "
-                        "minute, to check a machine")
+                        "2-core machine (doom: `make cpu-recipe`, ending in a round of stage 07; carracing: about "
+                        "4 hours, `make carracing`); demo = doom, small, in about 7 minutes (`make demo`); tiny = "
+                        "every stage in a minute or two, to check a machine")
     p.add_argument("--seed", type=int_in(0, MAX_TRAINING_SEED), default=0,
-                   help="training seed of every stage (data, V, M, C); the test episodes stay the same")
+                   help="training seed of every stage (data, V, M, C, stage 07's episodes); the test episodes stay the "
+                        "same")
     p.add_argument("--logdir", default=None, help="run folder (default: runs/<preset>-<env>)")
     p.add_argument("--device", default="auto", help="passed to stages 02-05: auto, cpu or cuda")
     p.add_argument("--dry_run", action="store_true", help="print the stage commands and stop")
