@@ -48,9 +48,8 @@ $(VENV)/.installed-optional: requirements-optional.txt requirements-ray.txt $(VE
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-optional.txt
 	touch $@
 
-# Doom, small: the six stages (run_all.py, preset "demo"), then the controller and the random policy on the
-# same 100 real test seeds with the Welch line: 7 minutes on 2 cores (setup excluded); rerun to continue. Its
-# controller does not beat random yet, as stage 05's calibration check warns (docs/doom.md).
+# Doom, small: the six stages (run_all.py, preset "demo") and one round of stage 07, each controller and the
+# random policy on the same 100 real test seeds with the Welch line (docs/doom.md); rerun to continue.
 demo: setup
 	$(PY) run_all.py --env doom --preset demo --seed $(SEED) --logdir $(RUN) --device cpu
 

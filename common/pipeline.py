@@ -85,13 +85,16 @@ def _doom(preset: str) -> Recipe:
         # one round of stage 07 at C's size: M sees where the dream-trained C goes (docs/notebook.md, R3-07)
         rounds = ("--rounds", "1", "--episodes", "200", "--mdnrnn_epochs", "10", "--generations", "30",
                   "--eval_every", "10", "--calibration_episodes", "32")
-    elif preset == "demo":  # `make demo`: every stage small, 7 minutes; its controller does not beat random yet
-        data = ("doom", "--total_episodes", "300", "--policy", "sticky_mixed")
-        vae = ("--epochs", "1", "--max_frames", "40000", "--lr", "0.001")
-        mdn = ("--epochs", "10", "--seq_len", "100", "--batch_size", "16")
-        ctrl = ("--pop_size", "32", "--num_rollouts", "8", "--max_generations", "10", "--eval_every", "5",
+    elif preset == "demo":  # `make demo`: the CPU recipe's data at a third of its cost, and its round (notebook D12)
+        data = ("doom", "--total_episodes", "1000", "--policy", "sticky_mixed")
+        vae = ("--epochs", "1", "--max_frames", "100000", "--lr", "0.001")
+        mdn = ("--epochs", "30", "--batch_size", "16", "--hidden", "256")
+        ctrl = ("--pop_size", "32", "--num_rollouts", "16", "--max_generations", "10", "--eval_every", "5",
                 "--eval_episodes", "256")
         episodes = ("100",)
+        # the dream-trained C alone is a lottery at this size (D7-D11); its round closes the holes it finds
+        rounds = ("--rounds", "1", "--episodes", "200", "--mdnrnn_epochs", "10", "--generations", "10",
+                  "--eval_every", "5", "--calibration_episodes", "16")
     else:  # tiny
         data = ("doom", "--total_episodes", "12", "--max_steps", "80", "--policy", "sticky_mixed")
         vae = ("--epochs", "1", "--max_frames", "400", "--batch_size", "32")

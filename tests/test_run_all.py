@@ -59,11 +59,14 @@ def test_a_second_training_seed_changes_every_training_seed_and_no_test_seed():
         doom = [s.args for s in stages("doom", recipe)]
         assert [a != b for a, b in zip(doom, [s.args for s in stages("doom", recipe, seed=1)])][:7] == changed
         assert int(dict(zip(doom[0], doom[0][1:]))["--seed"]) >= 1_000_000 + 1024
-    # the CPU recipe ends in a round of stage 07 (its episodes moved by the seed), then scores its controller
-    doom, other = stages("doom", "cpu"), stages("doom", "cpu", seed=1)
-    assert [s.name for s in doom[7:]] == ["07_rounds", "06_round"] and len(stages("doom", "demo")) == 7
-    assert [run[7].args[run[7].args.index("--seed") + 1] for run in (doom, other)] == ["0", "1"]
-    assert other[8].args == doom[8].args and "iterate/round_1/controller/best.pt" in " ".join(doom[8].args)
+    # the CPU recipe and the demo end in a round of stage 07 (its episodes moved by the seed), then score its
+    # controller; the paper preset does not
+    for recipe in ("cpu", "demo"):
+        doom, other = stages("doom", recipe), stages("doom", recipe, seed=1)
+        assert [s.name for s in doom[7:]] == ["07_rounds", "06_round"]
+        assert [run[7].args[run[7].args.index("--seed") + 1] for run in (doom, other)] == ["0", "1"]
+        assert other[8].args == doom[8].args and "iterate/round_1/controller/best.pt" in " ".join(doom[8].args)
+    assert len(stages("doom", "paper")) == 7
     assert_one_line_error(run_stage("run_all.py", "--env", "carracing", "--preset", "demo", check=False),
                           "--preset demo")
 
