@@ -55,17 +55,15 @@ def test_a_second_training_seed_changes_every_training_seed_and_no_test_seed():
     assert "--whole_episodes_from" in cpu[4]  # the early stop ends before the last generations
     changed = [a != b for a, b in zip(cpu, other)]
     assert changed == [True, True, False, True, True, False, False]  # 01, 02, 04, 05; 03 has none; 06 = test
-    for recipe in ("cpu", "demo"):  # the Doom recipes take their seeds the same way
-        doom = [s.args for s in stages("doom", recipe)]
-        assert [a != b for a, b in zip(doom, [s.args for s in stages("doom", recipe, seed=1)])][:7] == changed
-        assert int(dict(zip(doom[0], doom[0][1:]))["--seed"]) >= 1_000_000 + 1024
-    # the CPU recipe and the demo end in a round of stage 07 (its episodes moved by the seed), then score its
-    # controller; the paper preset does not
+    # the Doom recipes take their seeds the same way; the CPU recipe and the demo then end in a round of stage 07
+    # (its episodes moved by the seed) and score its controller; the paper preset does not
     for recipe in ("cpu", "demo"):
-        doom, other = stages("doom", recipe), stages("doom", recipe, seed=1)
-        assert [s.name for s in doom[7:]] == ["07_rounds", "06_round"]
-        assert [run[7].args[run[7].args.index("--seed") + 1] for run in (doom, other)] == ["0", "1"]
-        assert other[8].args == doom[8].args and "iterate/round_1/controller/best.pt" in " ".join(doom[8].args)
+        doom, other = ([s.args for s in stages("doom", recipe, seed=seed)] for seed in (0, 1))
+        assert [a != b for a, b in zip(doom, other)][:7] == changed
+        assert int(dict(zip(doom[0], doom[0][1:]))["--seed"]) >= 1_000_000 + 1024
+        assert [s.name for s in stages("doom", recipe)[7:]] == ["07_rounds", "06_round"]
+        assert [run[7][run[7].index("--seed") + 1] for run in (doom, other)] == ["0", "1"]
+        assert other[8] == doom[8] and "iterate/round_1/controller/best.pt" in " ".join(doom[8])
     assert len(stages("doom", "paper")) == 7
     assert_one_line_error(run_stage("run_all.py", "--env", "carracing", "--preset", "demo", check=False),
                           "--preset demo")
