@@ -116,6 +116,7 @@ def temperature_table(logdir: Path, out: Path, temperatures: tuple[float, ...], 
                      "real_vs_random_p": f"{p:.3g}", "paper_dream_mean": f"{paper[0]:g}",
                      "paper_dream_std": f"{paper[1]:g}", "paper_real_mean": f"{paper[2]:g}",
                      "paper_real_std": f"{paper[3]:g}"})
+    rows.sort(key=lambda r: float(r["temperature"]))  # the order given is the training order; the chart needs tau's
     out.mkdir(parents=True, exist_ok=True)
     table = out / "temperature_table.csv"
     write_csv(table, FIELDS, rows)
