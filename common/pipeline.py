@@ -59,6 +59,7 @@ class Recipe:
 
     `rounds`: stage 07's flags (with `--rounds N`) when the recipe ends in iterative training: then its last
     round's controller is scored too, on the same test seeds, against the same random scores.
+    `score_first`: whether stage 05's controller is scored as well when rounds follow (the demo saves that time).
     """
     data: tuple[str, ...]
     vae: tuple[str, ...]
@@ -66,10 +67,12 @@ class Recipe:
     ctrl: tuple[str, ...]
     episodes: tuple[str, ...]
     rounds: tuple[str, ...] = ()
+    score_first: bool = True
 
 
 def _doom(preset: str) -> Recipe:
     rounds: tuple[str, ...] = ()  # no stage 07
+    score_first = True
     if preset == "paper":  # the reference's Doom recipe at its scale, with what the CPU recipe taught (sticky_mixed)
         data = ("doom", "--total_episodes", "10000", "--min_length", "100", "--policy", "sticky_mixed")
         vae, mdn = ("--epochs", "10"), ("--epochs", "400")
@@ -87,14 +90,15 @@ def _doom(preset: str) -> Recipe:
                   "--eval_every", "10", "--calibration_episodes", "32")
     elif preset == "demo":  # `make demo`: the CPU recipe's data at a third of its cost, and its round (notebook D12)
         data = ("doom", "--total_episodes", "1000", "--policy", "sticky_mixed")
-        vae = ("--epochs", "1", "--max_frames", "100000", "--lr", "0.001")
+        vae = ("--epochs", "1", "--max_frames", "60000", "--lr", "0.001")
         mdn = ("--epochs", "30", "--batch_size", "16", "--hidden", "256")
         ctrl = ("--pop_size", "32", "--num_rollouts", "16", "--max_generations", "10", "--eval_every", "5",
                 "--eval_episodes", "256")
         episodes = ("100",)
         # the dream-trained C alone is a lottery at this size (D7-D11); its round closes the holes it finds
-        rounds = ("--rounds", "1", "--episodes", "200", "--mdnrnn_epochs", "10", "--generations", "10",
+        rounds = ("--rounds", "1", "--episodes", "150", "--mdnrnn_epochs", "10", "--generations", "10",
                   "--eval_every", "5", "--calibration_episodes", "16")
+        score_first = False  # the round's controller is the demo's result
     else:  # tiny
         data = ("doom", "--total_episodes", "12", "--max_steps", "80", "--policy", "sticky_mixed")
         vae = ("--epochs", "1", "--max_frames", "400", "--batch_size", "32")
@@ -104,7 +108,7 @@ def _doom(preset: str) -> Recipe:
         episodes = ("4", "--max_steps", "50")
         rounds = ("--rounds", "1", "--episodes", "4", "--mdnrnn_epochs", "1", "--generations", "2",
                   "--eval_every", "2", "--eval_episodes", "4", "--calibration_episodes", "0")
-    return Recipe(data, vae, mdn, ("--mode", "dream", *ctrl), episodes, rounds)
+    return Recipe(data, vae, mdn, ("--mode", "dream", *ctrl), episodes, rounds, score_first)
 
 
 def _carracing(preset: str) -> Recipe:
@@ -149,6 +153,8 @@ def _stages(recipe: Recipe, seed: int) -> list[Stage]:
         Stage("06_controller", "06_test_controller.py", scoring),
         Stage("06_random", "06_test_controller.py", (*scoring, "--random")),
     ]
+    if recipe.rounds and not recipe.score_first:
+        stages = [s for s in stages if s.name != "06_controller"]
     if recipe.rounds:  # stage 07 (its own real scores left to stage 06), then stage 06 on its last round's C and M
         last = "{logdir}/iterate/round_" + recipe.rounds[recipe.rounds.index("--rounds") + 1]
         world = ("--controller", f"{last}/controller/best.pt", "--mdnrnn", f"{last}/mdnrnn/best.pt")
