@@ -48,7 +48,7 @@ $(VENV)/.installed-optional: requirements-optional.txt requirements-ray.txt $(VE
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-optional.txt
 	touch $@
 
-# Doom, small: the six stages (run_all.py, preset "demo") and one round of stage 07, each controller and the
+# Doom, small: the six stages (run_all.py, preset "demo") and one round of stage 07, the round's controller and the
 # random policy on the same 100 real test seeds with the Welch line (docs/doom.md); rerun to continue.
 demo: setup
 	$(PY) run_all.py --env doom --preset demo --seed $(SEED) --logdir $(RUN) --device cpu

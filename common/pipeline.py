@@ -88,7 +88,7 @@ def _doom(preset: str) -> Recipe:
         # one round of stage 07 at C's size: M sees where the dream-trained C goes (docs/notebook.md, R3-07)
         rounds = ("--rounds", "1", "--episodes", "200", "--mdnrnn_epochs", "10", "--generations", "30",
                   "--eval_every", "10", "--calibration_episodes", "32")
-    elif preset == "demo":  # `make demo`: the CPU recipe's data at a third of its cost, and its round (notebook D12)
+    elif preset == "demo":  # `make demo`: the CPU recipe's data at a third of its cost, and its round (notebook D13)
         data = ("doom", "--total_episodes", "1000", "--policy", "sticky_mixed")
         vae = ("--epochs", "1", "--max_frames", "60000", "--lr", "0.001")
         mdn = ("--epochs", "30", "--batch_size", "16", "--hidden", "256")
