@@ -144,17 +144,17 @@ def _stages(recipe: Recipe, seed: int) -> list[Stage]:
     vae, mdn, ctrl = ((*flags, "--seed", str(seed)) for flags in (recipe.vae, recipe.mdn, recipe.ctrl))
     run, dev = ("--logdir", "{logdir}"), ("--device", "{device}")
     scoring = (*run, "--episodes", *recipe.episodes, "--no_progress")
+    scores_first = recipe.score_first or not recipe.rounds  # without rounds stage 05's controller is the result
+    first = [Stage("06_controller", "06_test_controller.py", scoring)] if scores_first else []
     stages = [
         Stage("01_data", "01_generate_data.py", (*data, *run, "--no_progress")),
         Stage("02_vae", "02_train_vae.py", (*run, *vae, *dev, "--no_progress")),
         Stage("03_series", "03_generate_rnn_data.py", (*run, *dev, "--no_progress")),
         Stage("04_mdnrnn", "04_train_mdnrnn.py", (*run, *mdn, *dev, "--no_progress")),
         Stage("05_controller", "05_train_controller.py", (*run, *ctrl, *dev, "--no_progress")),
-        Stage("06_controller", "06_test_controller.py", scoring),
+        *first,
         Stage("06_random", "06_test_controller.py", (*scoring, "--random")),
     ]
-    if recipe.rounds and not recipe.score_first:
-        stages = [s for s in stages if s.name != "06_controller"]
     if recipe.rounds:  # stage 07 (its own real scores left to stage 06), then stage 06 on its last round's C and M
         last = "{logdir}/iterate/round_" + recipe.rounds[recipe.rounds.index("--rounds") + 1]
         world = ("--controller", f"{last}/controller/best.pt", "--mdnrnn", f"{last}/mdnrnn/best.pt")
