@@ -96,6 +96,16 @@ def collection_steps(rollouts_meta: dict[str, Any], spec: EnvSpec, env_kwargs: d
     return int(rollouts_meta.get("max_steps") or spec.episode_steps(env_kwargs))
 
 
+def base_series_folder(m_state: dict[str, Any], logdir: Path) -> Path:
+    """The series folder M trained on, as its checkpoint recorded it, else the run's own: a run whose M
+    recorded a path relative to another working directory (or a run folder moved since) still continues.
+    """
+    recorded = m_state.get("extra", {}).get("series_folder")
+    if recorded and Path(recorded).is_dir():
+        return Path(recorded)
+    return logdir / "series"
+
+
 def run_round(logdir: Path, k: int, cfg: IterateConfig, log: Any = print) -> dict[str, Any]:
     """Round k (1-based): collect with C_{k-1}, encode, continue M, train C_k, calibrate, score."""
     here = round_dir(logdir, k)
@@ -132,7 +142,7 @@ def run_round(logdir: Path, k: int, cfg: IterateConfig, log: Any = print) -> dic
     train = state.get("extra", {}).get("train", {})
     epochs_before = int(state.get("progress", {}).get("epoch", 0))
     # every round's M trains with the run's own series as its main folder, so any of them records it
-    base_series = Path(state.get("extra", {}).get("series_folder") or logdir / "series")
+    base_series = base_series_folder(state, logdir)
     m_config = MDNTrainConfig(
         input_folder=str(base_series), savefolder=str(here / "mdnrnn"),
         extra_input_folders=tuple(str(round_dir(logdir, j) / "series") for j in range(1, k + 1)),

@@ -12,7 +12,7 @@ from common.checkpoints import load_checkpoint
 from common.csvlog import read_csv
 from common.pipeline import stages
 from common.seeds import ROUND_SEED_BASE, round_first_seed
-from control.iterate import collection_steps
+from control.iterate import base_series_folder, collection_steps
 from data.rollouts import RolloutFolder
 from envs.registry import get_spec
 
@@ -45,6 +45,7 @@ def test_one_round_then_resume(tmp_path):
     assert all(np.isfinite(rollouts[i]["action"]).all() for i in range(3))
     m = load_checkpoint(here / "mdnrnn" / "last.pt", "mdnrnn")
     assert m["progress"]["epoch"] == 2  # continued from the run's 1-epoch M
+    assert Path(m["extra"]["series_folder"]) == (run / "series").resolve()  # absolute: any working directory
     assert (here / "controller" / "best.pt").exists() and (here / "controller" / "calibration.csv").exists()
     rows = read_csv(run / "iterate" / "rounds.csv")
     assert len(rows) == 1 and rows[0]["round"] == "1" and float(rows[0]["real_mean"]) > 0
@@ -68,3 +69,14 @@ def test_rounds_cap_episodes_at_stage_01s_steps_else_the_envs_own(env, env_kwarg
 def test_needs_a_finished_run(tmp_path):
     result = run_stage("07_iterative_training.py", "--logdir", tmp_path / "nothing", check=False)
     assert_one_line_error(result, "nothing", "no such folder")
+
+
+def test_base_series_is_the_recorded_folder_else_the_runs_own(tmp_path, monkeypatch):
+    run, elsewhere = tmp_path / "run", tmp_path / "elsewhere"
+    (run / "series").mkdir(parents=True)
+    (elsewhere / "series").mkdir(parents=True)
+    assert base_series_folder({"extra": {"series_folder": str(elsewhere / "series")}}, run) == elsewhere / "series"
+    # M trained with `--logdir run` from tmp_path; stage 07 now runs from another working directory
+    monkeypatch.chdir(elsewhere)
+    assert base_series_folder({"extra": {"series_folder": "run/series"}}, run) == run / "series"
+    assert base_series_folder({}, run) == run / "series"

@@ -428,7 +428,7 @@ class MDNTrainer(EpochTrainer):
 
     def extra(self) -> dict[str, Any]:
         return {"data": self.cfg.data_identity(self.seq_len), "vae_sha256": self.data.vae_sha256,
-                "series_folder": str(self.data.folder.folder),
+                "series_folder": str(Path(self.data.folder.folder).resolve()),
                 "train": {"lr": self.cfg.lr, "min_lr": self.cfg.min_lr, "lr_decay": self.cfg.lr_decay,
                           "grad_clip": self.cfg.grad_clip}}
 
