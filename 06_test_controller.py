@@ -29,7 +29,7 @@ from common.device import DEVICE_HELP, resolve_device
 from common.errors import DataError, UserError
 from common.folders import check_not_file, check_output_dir
 from common.recorder import video_file
-from common.seeds import scoring_seeds
+from common.seeds import TEST_SEED_BASE, scoring_seeds
 from common.workers import WorkerError
 from control.evaluate import (
     Scores,
@@ -180,16 +180,19 @@ def main() -> None:
 
 
 def scores_file(random: bool, dream: bool, policy: str, temperature: float, done_mode: str = "threshold",
-                controller: str | None = None) -> str:
+                controller: str | None = None, first_seed: int = TEST_SEED_BASE) -> str:
     """File name under <logdir>/scores; a --controller other than the default is named after its folder, and
-    after its file too unless that is best.pt (so two checkpoints of one run keep their own scores)."""
+    after its file too unless that is best.pt (so two checkpoints of one run keep their own scores). Scores
+    from another --seed than the test seeds' get a file of their own, so they never replace the test scores."""
     name = "controller"
     if controller is not None:
         path = Path(controller).resolve()
         name = f"controller_{path.parent.name}" + ("" if path.stem == "best" else f"_{path.stem}")
+    seeds = "" if first_seed == TEST_SEED_BASE else f"_seed{first_seed}"
     if dream:
-        return f"dream_{name}_tau{temperature:g}_{done_mode}.csv"
-    return f"real_random_{policy.replace(':', '_').replace(',', '_')}.csv" if random else f"real_{name}.csv"
+        return f"dream_{name}_tau{temperature:g}_{done_mode}{seeds}.csv"
+    policy_name = policy.replace(':', '_').replace(',', '_')
+    return f"real_random_{policy_name}{seeds}.csv" if random else f"real_{name}{seeds}.csv"
 
 
 def compare_with_saved(folder: Path, result: Scores, args: argparse.Namespace, policy: str, source: ScoresSource,
@@ -198,13 +201,14 @@ def compare_with_saved(folder: Path, result: Scores, args: argparse.Namespace, p
     both files come from the same settings (and the controller side from `current_controller`)."""
     try:
         save_scores(result, folder / scores_file(args.random, args.dream, policy, source.temperature or 0.0,
-                                                 source.done or "threshold", args.controller), source)
+                                                 source.done or "threshold", args.controller, args.seed), source)
     except OSError as e:
         print(f"warning: could not save the scores under {folder} ({e})")
         return
     if args.dream:
         return
-    other_file = folder / scores_file(not args.random, False, policy, 0.0, controller=args.controller)
+    other_file = folder / scores_file(not args.random, False, policy, 0.0, controller=args.controller,
+                                      first_seed=args.seed)
     rerun = f"rerun {'without' if args.random else 'with'} --random and this run's other flags"
     if not other_file.exists():
         print(f"({rerun} on the same seeds to test the difference)")

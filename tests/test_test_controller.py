@@ -150,3 +150,13 @@ def test_two_checkpoints_of_one_folder_keep_their_own_score_files(tmp_path):
     assert names == {"real_controller_controller-x.csv", "real_controller_controller-x_mean-gen55.csv",
                      "real_controller_controller-x_mean-gen60.csv"}
     assert scores_file(False, False, "random", 0.0) == "real_controller.csv"
+
+
+def test_scores_on_other_seeds_never_replace_the_test_scores():
+    import importlib
+    scores_file = importlib.import_module("06_test_controller").scores_file
+    test = {scores_file(random, False, "sticky", 0.0) for random in (False, True)}
+    other = {scores_file(random, False, "sticky", 0.0, first_seed=3_000_000) for random in (False, True)}
+    assert test == {"real_controller.csv", "real_random_sticky.csv"}
+    assert other == {"real_controller_seed3000000.csv", "real_random_sticky_seed3000000.csv"}
+    assert scores_file(False, True, "sticky", 1.15, first_seed=5) == "dream_controller_tau1.15_threshold_seed5.csv"
