@@ -180,14 +180,18 @@ def main() -> None:
 
 
 def scores_file(random: bool, dream: bool, policy: str, temperature: float, done_mode: str = "threshold",
-                controller: str | None = None, first_seed: int = TEST_SEED_BASE) -> str:
-    """File name under <logdir>/scores; a --controller other than the default is named after its folder, and
-    after its file too unless that is best.pt (so two checkpoints of one run keep their own scores). Scores
-    from another --seed than the test seeds' get a file of their own, so they never replace the test scores."""
+                controller: str | None = None, first_seed: int = TEST_SEED_BASE, logdir: Path | None = None) -> str:
+    """File name under <logdir>/scores; a --controller other than the default is named after its folder (its
+    path under `logdir`, e.g. iterate_round_1_controller, so two rounds keep their own scores), and after its
+    file too unless that is best.pt (so two checkpoints of one run keep theirs). Scores from another --seed
+    than the test seeds' get a file of their own, so they never replace the test scores."""
     name = "controller"
     if controller is not None:
         path = Path(controller).resolve()
-        name = f"controller_{path.parent.name}" + ("" if path.stem == "best" else f"_{path.stem}")
+        folder = path.parent.name
+        if logdir is not None and path.is_relative_to(logdir.resolve()):
+            folder = "_".join(path.parent.relative_to(logdir.resolve()).parts) or folder
+        name = f"controller_{folder}" + ("" if path.stem == "best" else f"_{path.stem}")
     seeds = "" if first_seed == TEST_SEED_BASE else f"_seed{first_seed}"
     if dream:
         return f"dream_{name}_tau{temperature:g}_{done_mode}{seeds}.csv"
@@ -201,14 +205,15 @@ def compare_with_saved(folder: Path, result: Scores, args: argparse.Namespace, p
     both files come from the same settings (and the controller side from `current_controller`)."""
     try:
         save_scores(result, folder / scores_file(args.random, args.dream, policy, source.temperature or 0.0,
-                                                 source.done or "threshold", args.controller, args.seed), source)
+                                                 source.done or "threshold", args.controller, args.seed,
+                                                 Path(args.logdir)), source)
     except OSError as e:
         print(f"warning: could not save the scores under {folder} ({e})")
         return
     if args.dream:
         return
     other_file = folder / scores_file(not args.random, False, policy, 0.0, controller=args.controller,
-                                      first_seed=args.seed)
+                                      first_seed=args.seed, logdir=Path(args.logdir))
     rerun = f"rerun {'without' if args.random else 'with'} --random and this run's other flags"
     if not other_file.exists():
         print(f"({rerun} on the same seeds to test the difference)")

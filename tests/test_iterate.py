@@ -55,7 +55,8 @@ def test_one_round_then_resume(tmp_path):
     # run_all's recipes score the last round's controller with its own M, as this stage 06 command does
     score = next(s for s in stages("doom", "tiny") if s.name == "06_round").command(run, "cpu")
     scored = run_stage(Path(score[1]).name, *score[2:]).stdout
-    assert "controller (real)" in scored and (run / "scores" / "real_controller_controller.csv").exists()
+    assert "controller (real)" in scored
+    assert (run / "scores" / "real_controller_iterate_round_1_controller.csv").exists()
 
 
 @pytest.mark.parametrize("env, env_kwargs, cap", [

@@ -160,3 +160,12 @@ def test_scores_on_other_seeds_never_replace_the_test_scores():
     assert test == {"real_controller.csv", "real_random_sticky.csv"}
     assert other == {"real_controller_seed3000000.csv", "real_random_sticky_seed3000000.csv"}
     assert scores_file(False, True, "sticky", 1.15, first_seed=5) == "dream_controller_tau1.15_threshold_seed5.csv"
+
+
+def test_each_rounds_controller_keeps_its_own_score_file(tmp_path):
+    import importlib
+    scores_file = importlib.import_module("06_test_controller").scores_file
+    names = [scores_file(False, False, "sticky", 0.0, controller=str(tmp_path / folder / "best.pt"), logdir=tmp_path)
+             for folder in ("controller", "iterate/round_1/controller", "iterate/round_2/controller")]
+    assert names == ["real_controller_controller.csv", "real_controller_iterate_round_1_controller.csv",
+                     "real_controller_iterate_round_2_controller.csv"]
