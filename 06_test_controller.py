@@ -189,8 +189,9 @@ def scores_file(random: bool, dream: bool, policy: str, temperature: float, done
     if controller is not None:
         path = Path(controller).resolve()
         folder = path.parent.name
-        if logdir is not None and path.is_relative_to(logdir.resolve()):
-            folder = "_".join(path.parent.relative_to(logdir.resolve()).parts) or folder
+        root = logdir.resolve() if logdir is not None else None
+        if root is not None and path.is_relative_to(root):
+            folder = "_".join(path.parent.relative_to(root).parts) or folder
         name = f"controller_{folder}" + ("" if path.stem == "best" else f"_{path.stem}")
     seeds = "" if first_seed == TEST_SEED_BASE else f"_seed{first_seed}"
     if dream:
