@@ -31,7 +31,7 @@ from common.workers import WorkerError
 from control.calibration import data_policy_of, default_check_episodes, preflight
 from control.options import add_done_flag, add_world_flags, check_env_kwargs, real_env_kwargs, world_paths
 from control.real import ENVS_PER_WORKER
-from control.train import OLD_STATE_FILE, STATE_FILE, ControllerTrainConfig, train_controller
+from control.train import OLD_STATE_FILE, STATE_FILE, ControllerTrainConfig, run_folder, train_averaged
 from control.world import load_world
 from envs.registry import get_spec
 from models.loading import load_mdnrnn
@@ -64,6 +64,11 @@ def build_parser() -> ArgumentParser:
                    help="episodes per evaluation (default: 1024 in the dream as the reference, 100 real)")
     p.add_argument("--target_return", type=finite_float, default=None, help="stop once an evaluation reaches this")
     p.add_argument("--seed", type=non_negative_int, default=0, help="seeds CMA-ES and the rollout scenarios")
+    p.add_argument("--average_of", type=int_in(1, 64), default=1,
+                   help="train this many independent CMA-ES runs (seeds S, S+1, ..., each in <savefolder>/run_K) "
+                        "and save the mean of their best CMA means as best.pt: runs from other seeds agree on what "
+                        "the dream rewards and disagree on what it ignores, and the mean plays the real game better "
+                        "(Doom: docs/notebook.md, A1); costs that many times the training (default: 1)")
     p.add_argument("--workers", type=int_in(1, MAX_WORKERS), default=None,
                    help="real mode (and the dream's pre-flight check): workers, each with V, M, C on CPU and one "
                         "torch thread (default: one per CPU of this machine, or of the cluster with --backend ray)")
@@ -126,20 +131,25 @@ def main() -> None:
     )
     episodes = default_check_episodes(spec) if args.calibration_episodes is None else args.calibration_episodes
     ensure_writable_dir(out_dir, out_flag)
-    fresh = args.new_model or not any((out_dir / name).exists() for name in (STATE_FILE, OLD_STATE_FILE))
+    first_run = out_dir if args.average_of == 1 else run_folder(out_dir, 0)
+    fresh = args.new_model or not any((first_run / name).exists() for name in (STATE_FILE, OLD_STATE_FILE))
     if args.mode == "dream" and episodes and fresh:
         world = load_world(paths, resolve_device(args.device), with_vae=False, done_mode=args.done)
         preflight(world, data_policy_of(logdir, spec), temperature, config.max_steps, episodes,
                   real_env_kwargs(args, logdir), out_dir, args.workers, args.worker_timeout, backend=backend)
     try:
-        result = train_controller(config, paths, out_dir, real_env_kwargs(args, logdir), args.new_model,
-                                  progress=not args.no_progress, device=resolve_device(args.device), backend=backend,
-                                  tensorboard=args.tensorboard)
+        result = train_averaged(config, args.average_of, paths, out_dir, real_env_kwargs(args, logdir),
+                                args.new_model, progress=not args.no_progress, device=resolve_device(args.device),
+                                backend=backend, tensorboard=args.tensorboard)
     except WorkerError as e:
         raise UserError(f"{e}; the last finished generation is saved, rerun to continue") from None
-    best = "none yet" if result.best_eval is None else f"{result.best_eval:.1f} (generation {result.best_generation})"
+    what = "best eval of the CMA mean" if args.average_of == 1 else f"eval of the mean of {args.average_of} runs"
+    if result.best_eval is None:
+        best = "none yet"
+    else:
+        best = f"{result.best_eval:.1f}" + (f" (generation {result.best_generation})" if args.average_of == 1 else "")
     why = "target return reached" if result.stopped_early else f"{result.generations} generations done"
-    print(f"{out_dir}: {why} | best eval of the CMA mean: {best} | time: {result.seconds:.1f} s")
+    print(f"{out_dir}: {why} | {what}: {best} | time: {result.seconds:.1f} s")
 
 
 if __name__ == "__main__":

@@ -46,6 +46,9 @@ def build_parser() -> ArgumentParser:
                    help="CMA-ES population (default: the previous controller's)")
     p.add_argument("--num_rollouts", type=int_in(1, 100_000), default=None,
                    help="dream episodes per candidate (default: the previous controller's)")
+    p.add_argument("--average_of", type=int_in(1, 64), default=None,
+                   help="independent CMA-ES runs whose mean is each round's controller (05_train_controller.py "
+                        "--average_of; default: the previous controller's)")
     p.add_argument("--eval_every", type=positive_int, default=10, help="score the CMA mean every N generations")
     p.add_argument("--eval_episodes", type=int_in(1, MAX_EPISODES), default=256, help="dream episodes per evaluation")
     p.add_argument("--calibration_episodes", type=int_in(0, MAX_EPISODES), default=64,
@@ -72,6 +75,7 @@ def main() -> None:
     config = IterateConfig(
         rounds=args.rounds, episodes=args.episodes, explore=args.explore, mdnrnn_epochs=args.mdnrnn_epochs,
         generations=args.generations, pop_size=args.pop_size, num_rollouts=args.num_rollouts,
+        average_of=args.average_of,
         eval_every=args.eval_every, eval_episodes=args.eval_episodes, calibration_episodes=args.calibration_episodes,
         test_episodes=args.test_episodes, seed=args.seed, workers=args.workers,
         worker_timeout=args.worker_timeout, device=str(resolve_device(args.device)), progress=not args.no_progress)

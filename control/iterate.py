@@ -25,7 +25,7 @@ from control.calibration import data_policy_of, run_calibration, write_calibrati
 from control.collection import AgentPolicy
 from control.evaluate import evaluate_real, load_controller
 from control.options import env_kwargs_of_run
-from control.train import ControllerTrainConfig, train_controller
+from control.train import ControllerTrainConfig, train_averaged
 from control.world import WorldPaths, best_or_last, load_world
 from data.collect import CollectConfig, generate
 from data.encode import encode_rollouts
@@ -47,6 +47,7 @@ class IterateConfig:
     generations: int = 50  # CMA-ES generations per round's controller
     pop_size: int | None = None  # default: the previous controller's
     num_rollouts: int | None = None
+    average_of: int | None = None  # CMA-ES runs averaged into each round's controller (default: the previous C's)
     eval_every: int = 10
     eval_episodes: int = 256
     calibration_episodes: int = 64
@@ -173,8 +174,9 @@ def run_round(logdir: Path, k: int, cfg: IterateConfig, log: Any = print) -> dic
         log(calibration.table())
         verdict = calibration.verdict()
         log(f"round {k}: {verdict}")
-    c_result = train_controller(c_train, paths, here / "controller", env_kwargs, progress=cfg.progress,
-                                device=cfg.device)
+    runs = cfg.average_of or int(c_config.get("average_of", 1))
+    c_result = train_averaged(c_train, runs, paths, here / "controller", env_kwargs, progress=cfg.progress,
+                              device=cfg.device, log=log)
     log(f"round {k}: controller best dream eval {c_result.best_eval}")
 
     row: dict[str, Any] = {"round": k, "episodes": summary.saved_total, "mdnrnn_epochs": m_config.epochs,

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,16 +27,16 @@ import torch
 from tqdm import tqdm
 
 from common.backend import LOCAL, Backend
-from common.checkpoints import save_checkpoint
+from common.checkpoints import load_checkpoint, save_checkpoint
 from common.csvlog import CsvLog, drop_rows_after, read_csv
-from common.errors import DataError
+from common.errors import DataError, UserError
 from common.plot import line_chart
 from common.scalars import ScalarMirror
 from common.seeds import eval_seeds, generation_seeds
 from common.stats import sample_std
 from control.cmaes import CMAES
 from control.real import ENVS_PER_WORKER, agent_episodes, init_worker
-from control.world import WorldPaths, load_world
+from control.world import WorldPaths, best_or_last, load_world
 from envs.dream import WorldModel, rollout_population
 
 STATE_FILE = "es_state.npz"
@@ -148,8 +148,7 @@ def train_controller(config: ControllerTrainConfig, paths: WorldPaths, out_dir: 
     state_path, last_path, best_path = out_dir / STATE_FILE, out_dir / "last.pt", out_dir / "best.pt"
     log_path = out_dir / "log.csv"
     if new_model:
-        for p in (state_path, out_dir / OLD_STATE_FILE, last_path, best_path, log_path, out_dir / "progress.png"):
-            p.unlink(missing_ok=True)
+        _discard_run(out_dir)
 
     best_eval, best_generation, seconds_before, frames = None, None, 0.0, 0
     if state_path.exists():
@@ -170,11 +169,7 @@ def train_controller(config: ControllerTrainConfig, paths: WorldPaths, out_dir: 
 
     bar = tqdm(total=config.max_generations, initial=es.generation, unit="gen", desc=f"CMA-ES ({config.mode})",
                disable=None if progress else True, dynamic_ncols=True)
-    if config.mode == "dream":
-        evaluator: Any = DreamEvaluator(world, config.temperature, config.max_steps)
-    else:
-        evaluator = RealEvaluator(env, env_kwargs, paths, config.max_steps, config.workers, config.worker_timeout,
-                                  backend, config.envs_per_worker, config.stop_after_negative)
+    evaluator = _evaluator(config, world, paths, env_kwargs, backend)
     started = time.perf_counter()
     stopped_early = False
     try:
@@ -223,6 +218,87 @@ def train_controller(config: ControllerTrainConfig, paths: WorldPaths, out_dir: 
             scalars.close()
     return TrainResult(es.generation, best_eval, best_generation,
                        seconds_before + time.perf_counter() - started, stopped_early)
+
+
+def _discard_run(out_dir: Path) -> None:
+    for name in (STATE_FILE, OLD_STATE_FILE, "last.pt", "best.pt", "log.csv", "progress.png"):
+        (out_dir / name).unlink(missing_ok=True)
+
+
+def run_folder(out_dir: Path, k: int) -> Path:
+    """Where run k of an averaged controller trains (`train_averaged`)."""
+    return out_dir / f"run_{k}"
+
+
+def train_averaged(config: ControllerTrainConfig, runs: int, paths: WorldPaths, out_dir: Path, env_kwargs: dict,
+                   new_model: bool = False, progress: bool = True, device: str | torch.device = "cpu",
+                   backend: Backend = LOCAL, tensorboard: bool = False, log: Any = print) -> TrainResult:
+    """`runs` independent CMA-ES searches (seeds seed, seed+1, ..., each in out_dir/run_k), then out_dir/best.pt
+    holds the mean of their best CMA means, scored on the runs' evaluation seeds. One run is `train_controller`.
+
+    Why: linear controllers trained in one dream from other seeds come out nearly orthogonal (cosine ~0.03 over
+    Doom's 1,088 weights). They share the few directions the dream rewards and differ in many it ignores, which
+    still move the action in the game, whose latents the dream only approximates. Their mean keeps what they
+    share and shrinks the rest (docs/notebook.md, A1: three seeds 738-741 in the game, their mean 841).
+    A rerun continues unfinished runs and re-averages only when a run has changed.
+    """
+    if runs == 1:
+        if not new_model and run_folder(out_dir, 0).is_dir():
+            raise UserError(f"{out_dir}: holds an averaged controller ({run_folder(out_dir, 0).name}/ ...); "
+                            "use --average_of as it was trained, or --new_model to start over")
+        return train_controller(config, paths, out_dir, env_kwargs, new_model, progress, device, backend,
+                                tensorboard)
+    if new_model:
+        _discard_run(out_dir)
+    elif (out_dir / STATE_FILE).exists():
+        raise UserError(f"{out_dir}: holds a single CMA-ES run ({STATE_FILE}); use --average_of 1 to continue it, "
+                        "or --new_model to start over")
+    started = time.perf_counter()
+    results, sources = [], []
+    for k in range(runs):
+        seed = config.seed + k
+        log(f"run {k + 1} of {runs} (seed {seed}): {run_folder(out_dir, k)}")
+        result = train_controller(replace(config, seed=seed), paths, run_folder(out_dir, k), env_kwargs, new_model,
+                                  progress, device, backend, tensorboard)
+        results.append(result)
+        sources.append({"seed": seed, "generations": result.generations, "best_eval": result.best_eval,
+                        "best_generation": result.best_generation})
+    best_path = out_dir / "best.pt"
+    if best_path.exists() and not new_model:
+        saved = load_checkpoint(best_path, "controller")
+        if saved.get("progress", {}).get("runs") == json.loads(json.dumps(sources)):
+            log(f"{best_path}: the average of these {runs} runs, as before")
+            return _averaged_result(saved, results, time.perf_counter() - started)
+    states = [load_checkpoint(best_or_last(run_folder(out_dir, k)), "controller") for k in range(runs)]
+    mean = torch.stack([s["model"]["params"].double() for s in states]).mean(dim=0)
+    world = load_world(paths, device if config.mode == "dream" else "cpu", with_vae=config.mode == "real",
+                       done_mode=config.done_mode)
+    evaluator = _evaluator(config, world, paths, env_kwargs, backend)
+    try:
+        scores, _ = evaluator(mean.numpy()[None], eval_seeds(config.eval_episodes), may_stop_early=False)
+    finally:
+        evaluator.close()
+    record = {**states[0]["config"], "seed": config.seed, "average_of": runs}
+    save_checkpoint(best_path, "controller", record, {"params": mean.float()},
+                    progress={"eval_score": float(scores.mean()), "eval_std": sample_std(scores),
+                              "eval_episodes": config.eval_episodes, "runs": sources})
+    runs_evals = ", ".join("-" if r.best_eval is None else f"{r.best_eval:.1f}" for r in results)
+    log(f"{best_path}: the mean of {runs} runs' best CMA means scores {float(scores.mean()):.1f} on the "
+        f"evaluation seeds (the runs' own: {runs_evals})")
+    return _averaged_result(load_checkpoint(best_path, "controller"), results, time.perf_counter() - started)
+
+
+def _averaged_result(state: dict[str, Any], results: list[TrainResult], seconds: float) -> TrainResult:
+    return TrainResult(min(r.generations for r in results), state["progress"].get("eval_score"), None,
+                       sum(r.seconds for r in results) + seconds, any(r.stopped_early for r in results))
+
+
+def _evaluator(config: ControllerTrainConfig, world: WorldModel, paths: WorldPaths, env_kwargs: dict,
+               backend: Backend) -> Any:
+    if config.mode == "dream":
+        return DreamEvaluator(world, config.temperature, config.max_steps)
+    return RealEvaluator(world.spec.name, env_kwargs, paths, config.max_steps, config.workers, config.worker_timeout,
+                         backend, config.envs_per_worker, config.stop_after_negative)
 
 
 def _check_same_run(path: Path, saved: Any, record: dict[str, Any], generation: int) -> None:

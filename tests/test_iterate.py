@@ -36,7 +36,7 @@ def test_one_round_then_resume(tmp_path):
     run = tiny_run(tmp_path)
     args = ["--logdir", run, "--episodes", 3, "--explore", 0.5, "--mdnrnn_epochs", 1, "--generations", 1,
             "--eval_every", 1, "--eval_episodes", 2, "--calibration_episodes", 2, "--test_episodes", 2,
-            "--seed", 3, "--workers", 2, "--no_progress"]
+            "--seed", 3, "--average_of", 2, "--workers", 2, "--no_progress"]
     out = run_stage("07_iterative_training.py", *args, "--rounds", 1, timeout=600).stdout
     here = run / "iterate" / "round_1"
     rollouts = RolloutFolder(here / "rollouts")
@@ -47,6 +47,9 @@ def test_one_round_then_resume(tmp_path):
     assert m["progress"]["epoch"] == 2  # continued from the run's 1-epoch M
     assert Path(m["extra"]["series_folder"]) == (run / "series").resolve()  # absolute: any working directory
     assert (here / "controller" / "best.pt").exists() and (here / "controller" / "calibration.csv").exists()
+    runs = [load_checkpoint(here / "controller" / f"run_{k}" / "best.pt", "controller") for k in (0, 1)]
+    assert [r["config"]["seed"] for r in runs] == [1, 2]  # the run's C seed (0) + the round, then + 1
+    assert load_checkpoint(here / "controller" / "best.pt", "controller")["config"]["average_of"] == 2
     rows = read_csv(run / "iterate" / "rounds.csv")
     assert len(rows) == 1 and rows[0]["round"] == "1" and float(rows[0]["real_mean"]) > 0
     assert "round 1: M 2 epochs" in out

@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import torch
 from conftest import ROOT, assert_one_line_error, processes, run_cli, run_stage
 from world_fixture import make_tiny_world
 
@@ -38,6 +39,43 @@ def test_dream_training_writes_logs_checkpoints_and_resumes(tmp_path):
 
     run_cli("05_train_controller.py", "--logdir", run, *SMALL, "--max_generations", 1, "--new_model")
     assert len(read_csv(ctrl / "log.csv")) == 1
+
+
+def test_average_of_runs_saves_the_mean_of_their_best_means_and_resumes(tmp_path):
+    run = make_tiny_world(tmp_path / "run")
+    args = ["--logdir", run, *SMALL, "--max_generations", 2, "--average_of", 3, "--seed", 5]
+    out = run_stage("05_train_controller.py", *args).stdout
+    ctrl = run / "controller"
+    runs = [load_checkpoint(ctrl / f"run_{k}" / "best.pt", "controller") for k in range(3)]
+    assert [r["config"]["seed"] for r in runs] == [5, 6, 7]
+    assert not torch.equal(runs[0]["model"]["params"], runs[1]["model"]["params"])
+    best = load_checkpoint(ctrl / "best.pt", "controller")
+    expected = torch.stack([r["model"]["params"].double() for r in runs]).mean(0).float()
+    assert torch.allclose(best["model"]["params"], expected)
+    assert best["config"]["average_of"] == 3 and best["config"]["seed"] == 5
+    assert [r["seed"] for r in best["progress"]["runs"]] == [5, 6, 7] and "eval of the mean of 3 runs" in out
+    assert not (ctrl / "es_state.npz").exists()  # each run keeps its own state
+
+    again = run_cli("05_train_controller.py", *args).stdout
+    assert "as before" in again and torch.equal(load_checkpoint(ctrl / "best.pt", "controller")["model"]["params"],
+                                                best["model"]["params"])
+    more = run_cli("05_train_controller.py", "--logdir", run, *SMALL, "--max_generations", 3, "--average_of", 3,
+                   "--seed", 5)
+    assert "3 generations done" in more.stdout and "as before" not in more.stdout
+    single = run_cli("05_train_controller.py", "--logdir", run, *SMALL, "--max_generations", 1, check=False)
+    assert_one_line_error(single, "averaged controller", "--new_model")
+
+
+def test_average_of_refuses_a_single_run_folder(tmp_path):
+    run = make_tiny_world(tmp_path / "run")
+    run_cli("05_train_controller.py", "--logdir", run, *SMALL, "--max_generations", 1)
+    result = run_cli("05_train_controller.py", "--logdir", run, *SMALL, "--max_generations", 1, "--average_of", 2,
+                     check=False)
+    assert_one_line_error(result, "single CMA-ES run", "--new_model")
+    run_cli("05_train_controller.py", "--logdir", run, *SMALL, "--max_generations", 1, "--average_of", 2,
+            "--new_model")
+    ctrl = run / "controller"
+    assert not (ctrl / "es_state.npz").exists() and (ctrl / "run_1" / "es_state.npz").exists()
 
 
 def test_resume_with_other_settings_is_refused(tmp_path):
