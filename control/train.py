@@ -17,6 +17,7 @@ generation committed and the rerun redoes the one that was cut short, writing th
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -242,6 +243,10 @@ def train_averaged(config: ControllerTrainConfig, runs: int, paths: WorldPaths, 
     share and shrinks the rest (docs/notebook.md, A1: three seeds 738-741 in the game, their mean 841).
     A rerun continues unfinished runs and re-averages only when a run has changed.
     """
+    if new_model:  # run folders this average will not use belong to an older one (one run trains at the top)
+        for folder in out_dir.glob("run_*"):
+            if folder.is_dir() and folder.name[4:].isdigit() and (runs == 1 or int(folder.name[4:]) >= runs):
+                shutil.rmtree(folder)
     if runs == 1:
         if not new_model and run_folder(out_dir, 0).is_dir():
             raise UserError(f"{out_dir}: holds an averaged controller ({run_folder(out_dir, 0).name}/ ...); "

@@ -64,6 +64,8 @@ def test_average_of_runs_saves_the_mean_of_their_best_means_and_resumes(tmp_path
     assert "3 generations done" in more.stdout and "as before" not in more.stdout
     single = run_cli("05_train_controller.py", "--logdir", run, *SMALL, "--max_generations", 1, check=False)
     assert_one_line_error(single, "averaged controller", "--new_model")
+    run_cli("05_train_controller.py", "--logdir", run, *SMALL, "--max_generations", 1, "--new_model")
+    assert (ctrl / "es_state.npz").exists() and not list(ctrl.glob("run_*"))
 
 
 def test_average_of_refuses_a_single_run_folder(tmp_path):
