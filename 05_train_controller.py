@@ -66,9 +66,9 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--seed", type=non_negative_int, default=0, help="seeds CMA-ES and the rollout scenarios")
     p.add_argument("--average_of", type=int_in(1, 64), default=1,
                    help="train this many independent CMA-ES runs (seeds S, S+1, ..., each in <savefolder>/run_K) "
-                        "and save the mean of their best CMA means as best.pt: runs from other seeds agree on what "
-                        "the dream rewards and disagree on what it ignores, and the mean plays the real game better "
-                        "(Doom: docs/notebook.md, A1); costs that many times the training (default: 1)")
+                        "and save the mean of their best CMA means as best.pt, a controller acting on what the runs "
+                        "share; costs that many times the training. On Doom it helped on one world and not on "
+                        "another (docs/notebook.md, A1 and R8) (default: 1)")
     p.add_argument("--workers", type=int_in(1, MAX_WORKERS), default=None,
                    help="real mode (and the dream's pre-flight check): workers, each with V, M, C on CPU and one "
                         "torch thread (default: one per CPU of this machine, or of the cluster with --backend ray)")

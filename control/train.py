@@ -240,7 +240,8 @@ def train_averaged(config: ControllerTrainConfig, runs: int, paths: WorldPaths, 
     Why: linear controllers trained in one dream from other seeds come out nearly orthogonal (cosine ~0.03 over
     Doom's 1,088 weights). They share the few directions the dream rewards and differ in many it ignores, which
     still move the action in the game, whose latents the dream only approximates. Their mean keeps what they
-    share and shrinks the rest (docs/notebook.md, A1: three seeds 738-741 in the game, their mean 841).
+    share and shrinks the rest. Measured on Doom (docs/notebook.md): +102 in the game on one world (A1), none on
+    another (R8), so it is an option to try, not a default.
     A rerun continues unfinished runs and re-averages only when a run has changed.
     """
     if new_model:  # run folders this average will not use belong to an older one (one run trains at the top)
@@ -258,7 +259,6 @@ def train_averaged(config: ControllerTrainConfig, runs: int, paths: WorldPaths, 
     elif (out_dir / STATE_FILE).exists():
         raise UserError(f"{out_dir}: holds a single CMA-ES run ({STATE_FILE}); use --average_of 1 to continue it, "
                         "or --new_model to start over")
-    started = time.perf_counter()
     results, sources = [], []
     for k in range(runs):
         seed = config.seed + k
@@ -269,6 +269,7 @@ def train_averaged(config: ControllerTrainConfig, runs: int, paths: WorldPaths, 
         sources.append({"seed": seed, "generations": result.generations, "best_eval": result.best_eval,
                         "best_generation": result.best_generation})
     best_path = out_dir / "best.pt"
+    started = time.perf_counter()  # the runs count their own time (resumes included); this is the mean's
     if best_path.exists() and not new_model:
         saved = load_checkpoint(best_path, "controller")
         if saved.get("progress", {}).get("runs") == json.loads(json.dumps(sources)):
