@@ -274,7 +274,7 @@ def train_averaged(config: ControllerTrainConfig, runs: int, paths: WorldPaths, 
         saved = load_checkpoint(best_path, "controller")
         if saved.get("progress", {}).get("runs") == json.loads(json.dumps(sources)):
             log(f"{best_path}: the average of these {runs} runs, as before")
-            return _averaged_result(saved, results, time.perf_counter() - started)
+            return _averaged_result(saved["progress"].get("eval_score"), results, time.perf_counter() - started)
     states = [load_checkpoint(best_or_last(run_folder(out_dir, k)), "controller") for k in range(runs)]
     mean = torch.stack([s["model"]["params"].double() for s in states]).mean(dim=0)
     world = load_world(paths, device if config.mode == "dream" else "cpu", with_vae=config.mode == "real",
@@ -291,11 +291,11 @@ def train_averaged(config: ControllerTrainConfig, runs: int, paths: WorldPaths, 
     runs_evals = ", ".join("-" if r.best_eval is None else f"{r.best_eval:.1f}" for r in results)
     log(f"{best_path}: the mean of {runs} runs' best CMA means scores {float(scores.mean()):.1f} on the "
         f"evaluation seeds (the runs' own: {runs_evals})")
-    return _averaged_result(load_checkpoint(best_path, "controller"), results, time.perf_counter() - started)
+    return _averaged_result(float(scores.mean()), results, time.perf_counter() - started)
 
 
-def _averaged_result(state: dict[str, Any], results: list[TrainResult], seconds: float) -> TrainResult:
-    return TrainResult(min(r.generations for r in results), state["progress"].get("eval_score"), None,
+def _averaged_result(eval_score: float | None, results: list[TrainResult], seconds: float) -> TrainResult:
+    return TrainResult(min(r.generations for r in results), eval_score, None,
                        sum(r.seconds for r in results) + seconds, any(r.stopped_early for r in results))
 
 
