@@ -115,6 +115,9 @@ def main() -> None:
     if args.whole_episodes_from and not args.stop_after_negative:
         raise UserError(f"--whole_episodes_from {args.whole_episodes_from}: only means something with "
                         "--stop_after_negative N (without it every training episode plays whole)")
+    if args.ensemble and args.mode != "dream":
+        raise UserError(f"--ensemble: shapes the dream, and --mode {args.mode} trains in the game with --mdnrnn "
+                        "alone")
     if args.pop_size * args.num_rollouts > MAX_BATCH:
         raise UserError(f"--pop_size {args.pop_size} x --num_rollouts {args.num_rollouts} = "
                         f"{args.pop_size * args.num_rollouts:,} episodes per generation; at most {MAX_BATCH:,} "

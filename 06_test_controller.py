@@ -132,6 +132,8 @@ def main() -> None:
     max_steps = args.max_steps or spec.episode_steps(env_kwargs)
     if args.dream and args.random:
         raise UserError("--random scores the real env only; drop --dream")
+    if args.ensemble and not args.dream:
+        raise UserError("--ensemble: shapes the dream, and the game is played with --mdnrnn alone; add --dream")
     if not args.dream:
         warn_if_seen_in_training(logdir, seeds)
 
@@ -180,11 +182,13 @@ def main() -> None:
 
 
 def scores_file(random: bool, dream: bool, policy: str, temperature: float, done_mode: str = "threshold",
-                controller: str | None = None, first_seed: int = TEST_SEED_BASE, logdir: Path | None = None) -> str:
+                controller: str | None = None, first_seed: int = TEST_SEED_BASE, logdir: Path | None = None,
+                ensemble: int = 1) -> str:
     """File name under <logdir>/scores; a --controller other than the default is named after its folder (its
     path under `logdir`, e.g. iterate_round_1_controller, so two rounds keep their own scores), and after its
     file too unless that is best.pt (so two checkpoints of one run keep theirs). Scores from another --seed
-    than the test seeds' get a file of their own, so they never replace the test scores."""
+    than the test seeds' get a file of their own, so they never replace the test scores; so do dream scores in an
+    ensemble of K > 1 Ms."""
     name = "controller"
     if controller is not None:
         path = Path(controller).resolve()
@@ -195,7 +199,8 @@ def scores_file(random: bool, dream: bool, policy: str, temperature: float, done
         name = f"controller_{folder}" + ("" if path.stem == "best" else f"_{path.stem}")
     seeds = "" if first_seed == TEST_SEED_BASE else f"_seed{first_seed}"
     if dream:
-        return f"dream_{name}_tau{temperature:g}_{done_mode}{seeds}.csv"
+        members = f"_ensemble{ensemble}" if ensemble > 1 else ""
+        return f"dream_{name}_tau{temperature:g}_{done_mode}{members}{seeds}.csv"
     policy_name = policy.replace(':', '_').replace(',', '_')
     return f"real_random_{policy_name}{seeds}.csv" if random else f"real_{name}{seeds}.csv"
 
@@ -207,7 +212,7 @@ def compare_with_saved(folder: Path, result: Scores, args: argparse.Namespace, p
     try:
         save_scores(result, folder / scores_file(args.random, args.dream, policy, source.temperature or 0.0,
                                                  source.done or "threshold", args.controller, args.seed,
-                                                 Path(args.logdir)), source)
+                                                 Path(args.logdir), 1 + len(args.ensemble)), source)
     except OSError as e:
         print(f"warning: could not save the scores under {folder} ({e})")
         return

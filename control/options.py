@@ -17,6 +17,11 @@ def add_world_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--vae", default=None, help="VAE checkpoint (default: <logdir>/vae/best.pt, else last.pt)")
     parser.add_argument("--mdnrnn", default=None,
                         help="MDN-RNN checkpoint (default: <logdir>/mdnrnn/best.pt, else last.pt)")
+    parser.add_argument("--ensemble", nargs="+", default=[], metavar="MDNRNN",
+                        help="an ensemble dream: more Ms (checkpoints, or folders meaning their best.pt) trained on "
+                             "the same series with other --seed values; each dream step a member drawn at random "
+                             "per episode gives the next z and the end, while C reads --mdnrnn's state, the M it "
+                             "plays the game with (default: none, the dream is --mdnrnn alone)")
     parser.add_argument("--initial_z", default=None,
                         help="initial latents for dream resets (default: <logdir>/series/initial_z.npz)")
     parser.add_argument("--env_kwargs", type=json_object, default=None,
@@ -30,7 +35,7 @@ def add_done_flag(parser: argparse.ArgumentParser, default: str | None = "thresh
 
 
 def world_paths(args: argparse.Namespace, logdir: Path) -> WorldPaths:
-    return WorldPaths.from_logdir(logdir, args.vae, args.mdnrnn, args.initial_z)
+    return WorldPaths.from_logdir(logdir, args.vae, args.mdnrnn, args.initial_z, args.ensemble)
 
 
 def real_env_kwargs(args: argparse.Namespace, logdir: Path) -> dict:

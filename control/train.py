@@ -134,9 +134,12 @@ class TrainResult:
 
 
 def _controller_record(world: WorldModel, config: ControllerTrainConfig, env: str) -> dict[str, Any]:
-    return {"env": env, **world.controller.to_dict(), "num_params": world.controller.num_params,
-            "z_size": world.mdnrnn.z_size, "hidden_size": world.mdnrnn.hidden_size,
-            "temperature": config.temperature, "done_mode": config.done_mode, **config.identity()}
+    record = {"env": env, **world.controller.to_dict(), "num_params": world.controller.num_params,
+              "z_size": world.mdnrnn.z_size, "hidden_size": world.mdnrnn.hidden_size,
+              "temperature": config.temperature, "done_mode": config.done_mode, **config.identity()}
+    if world.members:  # recorded only when used, so runs from before ensembles resume
+        record["ensemble"] = 1 + len(world.members)
+    return record
 
 
 def train_controller(config: ControllerTrainConfig, paths: WorldPaths, out_dir: Path, env_kwargs: dict,
@@ -326,6 +329,9 @@ def _check_same_run(path: Path, saved: Any, record: dict[str, Any], generation: 
         if saved.get(key) != value:
             raise DataError(f"{path}: the saved run has {key}={saved.get(key)!r}, this run needs {key}={value!r}; "
                             "use --new_model to start over")
+    if saved.get("ensemble", 1) != expected.get("ensemble", 1):  # recorded only when > 1, so checked both ways
+        raise DataError(f"{path}: the saved run trained in a dream of {saved.get('ensemble', 1)} M(s), this run "
+                        f"has {expected.get('ensemble', 1)} (--ensemble); use --new_model to start over")
     if first_whole(saved) != first_whole(expected):
         raise DataError(f"{path}: generations 1-{generation} were played with whole_episodes_from="
                         f"{saved.get('whole_episodes_from', 0)}; --whole_episodes_from may only change generations "

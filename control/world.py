@@ -14,6 +14,7 @@ from envs.dream import WorldModel
 from envs.registry import get_spec
 from models.loading import check_same_vae, load_mdnrnn, load_vae
 from models.mask_reader import MASK_READER_FILE, load_mask_reader
+from models.mdnrnn import MDNRNN
 
 
 @dataclass(frozen=True)
@@ -21,16 +22,23 @@ class WorldPaths:
     vae: Path
     mdnrnn: Path
     initial_z: Path
+    members: tuple[Path, ...] = ()  # an ensemble dream's other Ms (envs.dream)
 
     @classmethod
     def from_logdir(cls, logdir: str | Path, vae: str | None = None, mdnrnn: str | None = None,
-                    initial_z: str | None = None) -> WorldPaths:
+                    initial_z: str | None = None, members: list[str] | tuple[str, ...] = ()) -> WorldPaths:
         logdir = Path(logdir)
         return cls(
             vae=Path(vae) if vae else best_or_last(logdir / "vae"),
             mdnrnn=Path(mdnrnn) if mdnrnn else best_or_last(logdir / "mdnrnn"),
             initial_z=Path(initial_z) if initial_z else logdir / "series" / "initial_z.npz",
+            members=tuple(_checkpoint_of(Path(m)) for m in members),
         )
+
+
+def _checkpoint_of(path: Path) -> Path:
+    """A member given as a folder means its best.pt (else last.pt)."""
+    return best_or_last(path) if path.is_dir() else path
 
 
 def best_or_last(folder: Path) -> Path:
@@ -75,4 +83,20 @@ def load_world(paths: WorldPaths, device: torch.device | str = "cpu", with_vae: 
         reader = load_mask_reader(reader_path, device)
         if reader.vae_sha256 and reader.vae_sha256 != getattr(mdnrnn, "vae_sha256", reader.vae_sha256):
             raise DataError(f"{reader_path}: fit on another VAE's latents than {paths.mdnrnn}; rerun stage 03")
-    return WorldModel(spec, mdnrnn, mu.to(device), logvar.to(device), vae, done_mode, reader)
+    members = tuple(_load_member(path, paths.mdnrnn, mdnrnn, env, device) for path in paths.members)
+    return WorldModel(spec, mdnrnn, mu.to(device), logvar.to(device), vae, done_mode, reader, members)
+
+
+def _load_member(path: Path, first_path: Path, first: MDNRNN, env: str, device: torch.device | str) -> MDNRNN:
+    """An ensemble member: another M of the same env, trained on latents of the same V."""
+    member, member_env = load_mdnrnn(path, device)
+    if member_env != env:
+        raise DataError(f"{path}: ensemble member was trained for env {member_env!r}, {first_path} for {env!r}")
+    for name in ("z_size", "action_size", "predict_done", "predict_reward"):
+        if getattr(member, name) != getattr(first, name):
+            raise DataError(f"{path}: ensemble member has {name} {getattr(member, name)}, {first_path} has "
+                            f"{getattr(first, name)}")
+    ours, theirs = getattr(member, "vae_sha256", None), getattr(first, "vae_sha256", None)
+    if ours and theirs and ours != theirs:
+        raise DataError(f"{path}: ensemble member was trained on another VAE's latents than {first_path}")
+    return member

@@ -56,11 +56,14 @@ class WorldModel:
     vae: ConvVAE | None = None
     done_mode: str = "threshold"  # see DONE_MODES
     mask_reader: MaskReader | None = None  # envs with invalid actions: z -> which actions are valid
+    members: tuple[MDNRNN, ...] = ()  # an ensemble dream's other Ms (see the module docstring)
 
     def __post_init__(self) -> None:
         if self.done_mode not in DONE_MODES:
             raise ValueError(f"done_mode must be one of {sorted(DONE_MODES)}, got {self.done_mode!r}")
         self.mdnrnn.eval()
+        for member in self.members:
+            member.eval()
         if self.vae is not None:
             self.vae.eval()
 
@@ -99,9 +102,9 @@ class _ScenarioNoise:
     depends on its seed alone, and P candidates sharing R seeds cost R draws a step, not P * R.
     """
 
-    def __init__(self, seeds: list[int], device: torch.device) -> None:
-        distinct = sorted(set(seeds))
-        self.generators = [torch.Generator(device="cpu").manual_seed(int(s)) for s in distinct]
+    def __init__(self, seeds: list[int], device: torch.device, stream: int = 0) -> None:
+        distinct = sorted(set(seeds))  # stream k > 0: another sequence per scenario, in the same order
+        self.generators = [torch.Generator(device="cpu").manual_seed(int(s) + stream * 2**40) for s in distinct]
         index = {s: i for i, s in enumerate(distinct)}
         self.of_episode = torch.tensor([index[s] for s in seeds], dtype=torch.long)  # episode -> generator
         self.device = device
@@ -145,12 +148,14 @@ class BatchedDream:
         """Start one episode per seed (the scenario); all step together from here."""
         world, device = self.world, self.world.device
         self.noise = _ScenarioNoise(seeds, device)
+        self.member_noise = _ScenarioNoise(seeds, device, stream=1)  # its own stream: members leave z's noise alone
         self.scenario = self.noise.of_episode  # active episode -> its scenario's generator
         self.active = torch.arange(len(seeds), device=device)  # active episode -> episode index
         pick = self.noise.draw(self.scenario, len(world.initial_mu), "index")
         eps = self.noise.draw(self.scenario, world.mdnrnn.z_size, "normal")
         self.z = world.initial_mu[pick] + torch.exp(world.initial_logvar[pick] / 2) * eps
         self.h, self.c = world.mdnrnn.initial_state(len(seeds), device)
+        self.member_states = [m.initial_state(len(seeds), device) for m in world.members]
         self.restart = torch.ones(len(seeds), device=device)
         self.steps = 0
 
@@ -169,6 +174,8 @@ class BatchedDream:
         m = world.mdnrnn
         played = canonical_actions(spec, world.valid_only(self.z, actions))
         out, (self.h, self.c) = m.step(self.z, played, (self.h, self.c), self.restart)
+        if world.members:
+            out = self._ensemble_step(out, played)
         uniform = self.noise.draw(self.scenario, m.z_size, "uniform")
         normal = self.noise.draw(self.scenario, m.z_size, "normal")
         self.z = sample_mixture(out, self.temperature, uniform, normal)
@@ -192,6 +199,21 @@ class BatchedDream:
         self._drop(terminated | truncated)
         return result
 
+    def _ensemble_step(self, first: MDNOutput, played: torch.Tensor) -> MDNOutput:
+        """Advance the other members; each episode's next-step heads from one member drawn at random."""
+        outputs = [first]
+        for i, member in enumerate(self.world.members):
+            out, self.member_states[i] = member.step(self.z, played, self.member_states[i], self.restart)
+            outputs.append(out)
+        drawn = self.member_noise.draw(self.scenario, len(outputs), "index")
+        rows = torch.arange(self.num_active, device=drawn.device)
+
+        def pick(field: int) -> torch.Tensor | None:
+            if outputs[0][field] is None:
+                return None
+            return torch.stack([o[field] for o in outputs])[drawn, rows]
+        return MDNOutput(*(pick(i) for i in range(len(first))))
+
     def _drop(self, done: torch.Tensor) -> None:
         if not bool(done.any()):
             return
@@ -199,6 +221,7 @@ class BatchedDream:
         self.active = self.active[keep]
         self.scenario = self.scenario[keep.cpu()]
         self.z, self.h, self.c, self.restart = (t[keep] for t in (self.z, self.h, self.c, self.restart))
+        self.member_states = [(h[keep], c[keep]) for h, c in self.member_states]
 
 
 @torch.no_grad()

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from gymnasium.utils.env_checker import check_env
-from world_fixture import make_tiny_world
+from world_fixture import make_tiny_world, other_member
 
+from common.errors import DataError
 from control.world import WorldPaths, load_world
 from envs.controller import model_actions
 from envs.dream import DreamEnv, rollout_population
@@ -70,3 +72,31 @@ def test_carracing_dream_has_no_done_head_and_truncates(tmp_path):
     for _ in range(12):
         obs, reward, terminated, truncated, _ = env.step(np.array([0.1, 0.5, 0.0], np.float32))
     assert truncated and not terminated and reward == 0.0
+
+
+def test_ensemble_of_copies_is_the_single_dream_and_members_change_it(tmp_path):
+    run = make_tiny_world(tmp_path / "run")
+    params = torch.as_tensor(np.random.default_rng(2).normal(size=(3, 8 + 2 * 16)) * 2, dtype=torch.float32)
+    seeds = [21, 22, 23, 24]
+    single = rollout_population(load_world(WorldPaths.from_logdir(run)), params, seeds, 1.15, 60)
+    copies = load_world(WorldPaths.from_logdir(run, members=[str(run / "mdnrnn"), str(run / "mdnrnn")]))
+    np.testing.assert_array_equal(rollout_population(copies, params, seeds, 1.15, 60)[0], single[0])
+
+    members = [str(other_member(run, 5)), str(other_member(run, 6).parent)]  # a file, and a folder's best.pt
+    world = load_world(WorldPaths.from_logdir(run, members=members))
+    assert len(world.members) == 2
+    returns, lengths = rollout_population(world, params, seeds, 1.15, 60)
+    assert not np.array_equal(returns, single[0])
+    assert (returns == lengths).all() and len(set(lengths.ravel().tolist())) > 1
+    env_returns = [play_single(world, params[0], s, 1.15, 60)[0] for s in seeds]
+    np.testing.assert_array_equal(returns[0], env_returns)  # the single-env face plays the same ensemble
+
+
+def test_ensemble_member_of_another_shape_or_vae_is_refused(tmp_path):
+    run = make_tiny_world(tmp_path / "run")
+    wrong_z = other_member(run, 5, z_size=4)
+    with pytest.raises(DataError, match="z_size 4"):
+        load_world(WorldPaths.from_logdir(run, members=[str(wrong_z)]))
+    other_run = make_tiny_world(tmp_path / "other", seed=1)  # another V
+    with pytest.raises(DataError, match="another VAE"):
+        load_world(WorldPaths.from_logdir(run, members=[str(other_run / "mdnrnn")]))

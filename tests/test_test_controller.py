@@ -7,7 +7,7 @@ import re
 import torch
 from conftest import assert_one_line_error, run_cli, run_stage
 from PIL import Image
-from world_fixture import make_tiny_world
+from world_fixture import make_tiny_world, other_member
 
 from common.checkpoints import save_checkpoint
 from common.csvlog import read_csv, write_csv
@@ -71,6 +71,13 @@ def test_dream_scores_and_recording(tmp_path):
                   "--record", "dream.gif").stdout
     check_report(out, 5, "controller (dream, tau=1.15)")
     assert Image.open("dream.gif").size == (256, 256)
+    member = other_member(run, 5)
+    run_cli("06_test_controller.py", "--logdir", run, "--episodes", 5, "--dream", "--max_steps", 40,
+            "--ensemble", member)
+    assert {p.name for p in (run / "scores").iterdir()} == {"dream_controller_tau1.15_threshold.csv",
+                                                            "dream_controller_tau1.15_threshold_ensemble2.csv"}
+    result = run_cli("06_test_controller.py", "--logdir", run, "--episodes", 2, "--ensemble", member, check=False)
+    assert_one_line_error(result, "--ensemble", "add --dream")
 
 
 def test_controller_for_other_models_is_refused(tmp_path):

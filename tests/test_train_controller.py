@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 from conftest import ROOT, assert_one_line_error, processes, run_cli, run_stage
-from world_fixture import make_tiny_world
+from world_fixture import make_tiny_world, other_member
 
 from common.checkpoints import load_checkpoint
 from common.csvlog import read_csv
@@ -230,3 +230,17 @@ def test_whole_episodes_from_ends_the_early_stop_and_may_move_only_for_unplayed_
     assert_one_line_error(kept, "whole_episodes_from=3")
     no_stop = run_cli("05_train_controller.py", *real[:-2], "--whole_episodes_from", 2, check=False)
     assert_one_line_error(no_stop, "--whole_episodes_from 2", "--stop_after_negative")
+
+
+def test_ensemble_dream_is_recorded_and_resumes_only_with_the_same_members(tmp_path):
+    run = make_tiny_world(tmp_path / "run")
+    member = other_member(run, 5)
+    out = run_stage("05_train_controller.py", "--logdir", run, *SMALL, "--max_generations", 1,
+                    "--ensemble", member.parent).stdout
+    assert "1 generations done" in out
+    assert load_checkpoint(run / "controller" / "best.pt", "controller")["config"]["ensemble"] == 2
+    result = run_cli("05_train_controller.py", "--logdir", run, *SMALL, "--max_generations", 2, check=False)
+    assert_one_line_error(result, "dream of 2 M(s)", "--ensemble")
+    result = run_cli("05_train_controller.py", "--logdir", run, *SMALL, "--mode", "real", "--ensemble", member,
+                     check=False)
+    assert_one_line_error(result, "--ensemble", "--mode real")

@@ -9,7 +9,7 @@ import torch
 
 from common.checkpoints import save_checkpoint
 from data.episodes import write_meta
-from models.loading import weights_sha256
+from models.loading import load_mdnrnn, weights_sha256
 from models.mask_reader import MASK_READER_FILE, MaskReader, save_mask_reader
 from models.mdnrnn import MDNRNN
 from models.vae import ConvVAE
@@ -45,3 +45,19 @@ def make_tiny_world(logdir: Path, env: str = "doom", done_bias: float = -2.0, se
         env_kwargs = {"preset": "b9_pp", "horizon": 20} if env_kwargs is None else env_kwargs
     write_meta(logdir / "rollouts", {"env": env, "env_kwargs": env_kwargs or {}, "policy": policy, "seed": 0})
     return logdir
+
+
+def other_member(run: Path, seed: int, z_size: int | None = None) -> Path:
+    """Another M for a tiny world's series (same V), as a second stage-04 seed would give."""
+    first, env = load_mdnrnn(run / "mdnrnn" / "best.pt")
+    torch.manual_seed(seed)
+    member = MDNRNN(z_size or first.z_size, first.action_size, first.hidden_size, first.num_mixtures,
+                    predict_done=first.predict_done)
+    with torch.no_grad():
+        member.head.bias[0] = -2.0
+        member.head.weight[0] *= 30
+    path = run / f"mdnrnn_m{seed}" / "best.pt"
+    save_checkpoint(path, "mdnrnn", {**member.config, "env": env}, member,
+                    extra={"vae_sha256": first.vae_sha256, "data": {"skip_ahead": 1}})
+    return path
+
