@@ -148,7 +148,8 @@ class BatchedDream:
         """Start one episode per seed (the scenario); all step together from here."""
         world, device = self.world, self.world.device
         self.noise = _ScenarioNoise(seeds, device)
-        self.member_noise = _ScenarioNoise(seeds, device, stream=1)  # its own stream: members leave z's noise alone
+        if world.members:  # the member draws have their own stream, so they leave z's noise alone
+            self.member_noise = _ScenarioNoise(seeds, device, stream=1)
         self.scenario = self.noise.of_episode  # active episode -> its scenario's generator
         self.active = torch.arange(len(seeds), device=device)  # active episode -> episode index
         pick = self.noise.draw(self.scenario, len(world.initial_mu), "index")
