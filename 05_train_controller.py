@@ -86,6 +86,10 @@ def build_parser() -> ArgumentParser:
                    help="with --stop_after_negative: generations from G on play whole training episodes (the early "
                         "stop makes the first generations cheap, but it never rewards finding the track again); "
                         "may be set or moved when resuming, for generations not yet played (default: 0 = never)")
+    p.add_argument("--init_controller", default=None, metavar="CONTROLLER",
+                   help="start the CMA-ES mean at this controller's parameters instead of zero, e.g. to go on "
+                        "training a dream-trained C in the game (--mode real); it must act on this run's V and M "
+                        "(default: zero, as the paper)")
     p.add_argument("--device", default="cpu", help=f"dream mode: where the batched dream runs; {DEVICE_HELP}")
     p.add_argument("--calibration_episodes", type=int_in(0, MAX_EPISODES), default=None,
                    help="dream mode, new runs: first score fixed policies (each constant action, the stage-01 "
@@ -131,6 +135,7 @@ def main() -> None:
         target_return=args.target_return, seed=args.seed, workers=args.workers,
         worker_timeout=args.worker_timeout, envs_per_worker=args.envs_per_worker,
         stop_after_negative=args.stop_after_negative, whole_episodes_from=args.whole_episodes_from,
+        init_controller=args.init_controller,
     )
     episodes = default_check_episodes(spec) if args.calibration_episodes is None else args.calibration_episodes
     ensure_writable_dir(out_dir, out_flag)

@@ -61,11 +61,16 @@ _MISSING = object()
 class CMAES:
     """Maximizes fitness (the `cma` package minimizes, so we hand it the negated values)."""
 
-    def __init__(self, num_params: int, sigma_init: float = 0.1, popsize: int = 64, seed: int = 0) -> None:
+    def __init__(self, num_params: int, sigma_init: float = 0.1, popsize: int = 64, seed: int = 0,
+                 x0: np.ndarray | None = None) -> None:
+        """`x0`: the initial mean (default zero, as the reference), e.g. a trained controller to fine-tune."""
         self.num_params, self.sigma_init, self.seed = int(num_params), float(sigma_init), int(seed)
+        self.x0 = np.zeros(self.num_params) if x0 is None else np.array(x0, np.float64).reshape(self.num_params)
         self.rng = np.random.RandomState(seed + 1)  # cma's own seeding treats 0 as "random"
-        options = {"popsize": popsize, "randn": self.rng.randn, "seed": math.nan, "verbose": -9}
-        self.es = cma.CMAEvolutionStrategy(np.zeros(num_params), sigma_init, options)
+        # No selective mirrors (cma's default below a population of 6): their bookkeeping is not in the saved
+        # state, so such a run could not resume; from 6 on, cma uses none anyway.
+        options = {"popsize": popsize, "randn": self.rng.randn, "seed": math.nan, "verbose": -9, "CMA_mirrors": 0}
+        self.es = cma.CMAEvolutionStrategy(self.x0.copy(), sigma_init, options)
 
     @property
     def popsize(self) -> int:
@@ -109,6 +114,8 @@ class CMAES:
                 scalars[name] = value.item() if isinstance(value, np.generic) else value
         kind, keys, pos, has_gauss, cached_gaussian = self.rng.get_state()
         arrays["rng.keys"] = np.asarray(keys, np.uint32)
+        if self.x0.any():  # states of runs started at zero stay as they were
+            arrays["x0"] = self.x0
         meta = {"format": STATE_FORMAT, "version": STATE_VERSION, "num_params": self.num_params,
                 "popsize": self.popsize, "sigma_init": self.sigma_init, "seed": self.seed,
                 "rng": {"pos": int(pos), "has_gauss": int(has_gauss), "cached_gaussian": float(cached_gaussian)},
@@ -150,7 +157,10 @@ class CMAES:
         sigma_init = _number(meta.get("sigma_init"), "sigma_init")
         if not sigma_init > 0 or not math.isfinite(sigma_init):
             raise _Invalid(f"sigma_init {sigma_init!r}")
-        self = cls(n, sigma_init, popsize, seed)
+        x0 = _checked_array(arrays["x0"], "N", {"N": n}, "x0") if "x0" in arrays else None
+        if x0 is not None and not np.isfinite(x0).all():
+            raise _Invalid("x0 is not finite")
+        self = cls(n, sigma_init, popsize, seed, x0)
         state, extra, rng = meta.get("state"), meta.get("extra", {}), meta.get("rng")
         if not isinstance(state, dict) or not isinstance(extra, dict) or not isinstance(rng, dict):
             raise _Invalid("missing state, rng or extra")

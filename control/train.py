@@ -16,6 +16,7 @@ generation committed and the rerun redoes the one that was cut short, writing th
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import time
@@ -36,6 +37,7 @@ from common.scalars import ScalarMirror
 from common.seeds import eval_seeds, generation_seeds
 from common.stats import sample_std
 from control.cmaes import CMAES
+from control.evaluate import load_controller
 from control.real import ENVS_PER_WORKER, agent_episodes, init_worker
 from control.world import WorldPaths, best_or_last, load_world
 from envs.dream import WorldModel, rollout_population
@@ -65,6 +67,7 @@ class ControllerTrainConfig:
     envs_per_worker: int = ENVS_PER_WORKER  # real mode: episodes a worker plays at once (one V/M/C call a step)
     stop_after_negative: int = 0  # real mode: end a training episode after N steps of negative reward (0 = never)
     whole_episodes_from: int = 0  # with stop_after_negative: generations >= this play whole episodes (0 = never)
+    init_controller: str | None = None  # a controller checkpoint whose parameters are the CMA mean at the start
 
     def identity(self) -> dict[str, Any]:
         """Settings a resumed run must share with the saved one."""
@@ -133,13 +136,21 @@ class TrainResult:
     stopped_early: bool
 
 
-def _controller_record(world: WorldModel, config: ControllerTrainConfig, env: str) -> dict[str, Any]:
+def _controller_record(world: WorldModel, config: ControllerTrainConfig, env: str,
+                       x0: np.ndarray | None) -> dict[str, Any]:
     record = {"env": env, **world.controller.to_dict(), "num_params": world.controller.num_params,
               "z_size": world.mdnrnn.z_size, "hidden_size": world.mdnrnn.hidden_size,
               "temperature": config.temperature, "done_mode": config.done_mode, **config.identity()}
     if world.members:  # recorded only when used, so runs from before ensembles resume
         record["ensemble"] = 1 + len(world.members)
+    if x0 is not None:  # likewise; the digest, not the path, so a moved file still resumes
+        record["init_from"] = params_digest(x0)
     return record
+
+
+def params_digest(params: np.ndarray) -> str:
+    """A short name for a parameter vector: equal digests, equal starting points."""
+    return hashlib.sha256(np.ascontiguousarray(params, np.float64).tobytes()).hexdigest()[:16]
 
 
 def train_controller(config: ControllerTrainConfig, paths: WorldPaths, out_dir: Path, env_kwargs: dict,
@@ -148,7 +159,9 @@ def train_controller(config: ControllerTrainConfig, paths: WorldPaths, out_dir: 
     world = load_world(paths, device if config.mode == "dream" else "cpu", with_vae=config.mode == "real",
                        done_mode=config.done_mode)
     env = world.spec.name
-    record = _controller_record(world, config, env)
+    x0 = (None if config.init_controller is None
+          else load_controller(Path(config.init_controller), env, world.controller.num_params))
+    record = _controller_record(world, config, env, x0)
     state_path, last_path, best_path = out_dir / STATE_FILE, out_dir / "last.pt", out_dir / "best.pt"
     log_path = out_dir / "log.csv"
     if new_model:
@@ -167,7 +180,7 @@ def train_controller(config: ControllerTrainConfig, paths: WorldPaths, out_dir: 
         raise DataError(f"{out_dir / OLD_STATE_FILE}: a CMA-ES state pickled by an older version, which is not "
                         "loaded (a pickle can run code); use --new_model to start over")
     else:
-        es = CMAES(world.controller.num_params, config.sigma_init, config.pop_size, config.seed)
+        es = CMAES(world.controller.num_params, config.sigma_init, config.pop_size, config.seed, x0)
     scalars = ScalarMirror(out_dir, "generation", next_step=es.generation + 1) if tensorboard else None
     log = CsvLog(log_path, LOG_FIELDS, mirror=scalars)
 
@@ -323,6 +336,11 @@ def _check_same_run(path: Path, saved: Any, record: dict[str, Any], generation: 
     def first_whole(settings: dict[str, Any]) -> int:
         return min(settings.get("whole_episodes_from") or generation + 1, generation + 1)
 
+    if saved.get("init_from") != expected.get("init_from"):  # recorded only when used: both ways
+        def start(settings: dict[str, Any]) -> str:
+            return f"the controller {settings['init_from']}" if settings.get("init_from") else "zero"
+        raise DataError(f"{path}: the saved run started its CMA mean from {start(saved)}, this run from "
+                        f"{start(expected)} (--init_controller); use --new_model to start over")
     for key, value in expected.items():
         if key == "whole_episodes_from":
             continue

@@ -49,20 +49,26 @@ def _assert_same_state(a: CMAES, b: CMAES) -> None:
             assert value == right[key] or (value != value and right[key] != right[key]), key
 
 
-@pytest.mark.parametrize(("dimension", "stop_at"), [(40, 0), (40, 1), (40, 7), (400, 1), (400, 7)])
-def test_resumed_cma_es_follows_the_unbroken_history(tmp_path, dimension, stop_at):
+@pytest.mark.parametrize(("dimension", "stop_at", "popsize", "started_at"),
+                         [(40, 0, 12, "zero"), (40, 1, 12, "zero"), (40, 7, 12, "zero"), (400, 1, 12, "zero"),
+                          (400, 7, 12, "zero"), (400, 7, 4, "zero"), (400, 7, 12, "a controller")])
+def test_resumed_cma_es_follows_the_unbroken_history(tmp_path, dimension, stop_at, popsize, started_at):
     """14 generations: long enough for cma's lazy eigendecompositions to happen on both sides. 40 parameters
     adapt sigma by CSA, 400 (like both paper controllers, 867 and 1,088) by TPA, which carries mean-shift
-    directions from one generation's tell to the next one's ask."""
+    directions from one generation's tell to the next one's ask. A population of 4 is where cma would add
+    selective mirrors by default; a run may also start from a controller's parameters (--init_controller)."""
     assert type(CMAES(dimension, 0.1, 12).es.adapt_sigma).__name__ == ("CMAAdaptSigmaCSA" if dimension == 40
                                                                         else "CMAAdaptSigmaTPA")
-    unbroken, history = CMAES(dimension, 0.1, 12, seed=3), []
+    x0 = None if started_at == "zero" else np.random.default_rng(5).normal(0, 0.5, dimension)
+    unbroken, history = CMAES(dimension, 0.1, popsize, seed=3, x0=x0), []
+    if x0 is not None:
+        assert np.array_equal(unbroken.mean, x0)
     for _ in range(14):
         x = unbroken.ask()
         unbroken.tell(x, _sphere(x))
         history.append(x)
 
-    first = CMAES(dimension, 0.1, 12, seed=3)
+    first = CMAES(dimension, 0.1, popsize, seed=3, x0=x0)
     for g in range(stop_at):
         x = first.ask()
         assert np.array_equal(x, history[g])

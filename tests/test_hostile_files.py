@@ -148,6 +148,8 @@ TAMPERED = {
     "huge dimension": lambda m, a: m.update({"num_params": 10**12}),
     "other format": lambda m, a: m.update({"format": "something else"}),
     "rng state of the wrong size": lambda m, a: a.update({"rng.keys": np.zeros(10, np.uint32)}),
+    "starting mean of the wrong size": lambda m, a: a.update({"x0": np.ones(4)}),
+    "starting mean not finite": lambda m, a: a.update({"x0": np.full(5, np.nan)}),
 }
 
 

@@ -9,13 +9,16 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from conftest import ROOT, assert_one_line_error, processes, run_cli, run_stage
 from world_fixture import make_tiny_world, other_member
 
-from common.checkpoints import load_checkpoint
+from common.checkpoints import load_checkpoint, save_checkpoint
 from common.csvlog import read_csv
+from control.cmaes import CMAES
 from control.real import ENVS_PER_WORKER, task_chunks
+from control.train import params_digest
 
 SMALL = ["--pop_size", 6, "--num_rollouts", 3, "--max_steps", 60, "--eval_every", 2, "--eval_episodes", 16,
          "--calibration_episodes", 0]  # the pre-flight check has its own tests (test_calibration)
@@ -244,3 +247,33 @@ def test_ensemble_dream_is_recorded_and_resumes_only_with_the_same_members(tmp_p
     result = run_cli("05_train_controller.py", "--logdir", run, *SMALL, "--mode", "real", "--ensemble", member,
                      check=False)
     assert_one_line_error(result, "--ensemble", "--mode real")
+
+
+def test_init_controller_starts_the_cma_mean_at_its_parameters_and_resumes_only_from_it(tmp_path):
+    run = make_tiny_world(tmp_path / "run")
+    run_cli("05_train_controller.py", "--logdir", run, *SMALL, "--max_generations", 1)
+    start = run / "controller" / "best.pt"
+    params = load_checkpoint(start, "controller")["model"]["params"].double().numpy()
+    out = run / "tuned"
+    run_stage("05_train_controller.py", "--logdir", run, "--savefolder", out, *SMALL, "--max_generations", 1,
+              "--init_controller", start)
+    es, _ = CMAES.load(out / "es_state.npz")
+    assert np.array_equal(es.x0, params) and params.any()
+    assert load_checkpoint(out / "last.pt", "controller")["config"]["init_from"] == params_digest(params)
+    result = run_cli("05_train_controller.py", "--logdir", run, "--savefolder", out, *SMALL, "--max_generations", 2,
+                     check=False)
+    assert_one_line_error(result, "started its CMA mean from the controller", "--init_controller")
+    moved = tmp_path / "moved.pt"  # the digest, not the path, names the start
+    moved.write_bytes(start.read_bytes())
+    again = run_cli("05_train_controller.py", "--logdir", run, "--savefolder", out, *SMALL, "--max_generations", 2,
+                    "--init_controller", moved).stdout
+    assert "2 generations done" in again
+
+    result = run_cli("05_train_controller.py", "--logdir", run, "--savefolder", run / "other", *SMALL,
+                     "--init_controller", run / "mdnrnn" / "best.pt", check=False)
+    assert_one_line_error(result, "mdnrnn checkpoint", "expected controller")
+    wrong = tmp_path / "wrong.pt"
+    save_checkpoint(wrong, "controller", {"env": "doom"}, {"params": torch.zeros(7)})
+    result = run_cli("05_train_controller.py", "--logdir", run, "--savefolder", run / "other", *SMALL,
+                     "--init_controller", wrong, check=False)
+    assert_one_line_error(result, "7 params", "other models")
