@@ -323,6 +323,11 @@ def _evaluator(config: ControllerTrainConfig, world: WorldModel, paths: WorldPat
                          backend, config.envs_per_worker, config.stop_after_negative)
 
 
+# Settings a record holds only when they differ from these defaults (so runs saved before them still resume);
+# a resume compares them both ways, with the default standing in for a missing entry.
+_RECORDED_WHEN_USED: dict[str, Any] = {"stop_after_negative": 0, "ensemble": 1, "init_from": None}
+
+
 def _check_same_run(path: Path, saved: Any, record: dict[str, Any], generation: int) -> None:
     """A resume must use the settings the saved run was trained with (compared as JSON, as saved).
 
@@ -336,20 +341,23 @@ def _check_same_run(path: Path, saved: Any, record: dict[str, Any], generation: 
     def first_whole(settings: dict[str, Any]) -> int:
         return min(settings.get("whole_episodes_from") or generation + 1, generation + 1)
 
-    if saved.get("init_from") != expected.get("init_from"):  # recorded only when used: both ways
+    # two of _RECORDED_WHEN_USED have messages of their own; the loop below checks every recorded setting
+    if saved.get("ensemble", 1) != expected.get("ensemble", 1):
+        raise DataError(f"{path}: the saved run trained in a dream of {saved.get('ensemble', 1)} M(s), this run "
+                        f"has {expected.get('ensemble', 1)} (--ensemble); use --new_model to start over")
+    if saved.get("init_from") != expected.get("init_from"):
         def start(settings: dict[str, Any]) -> str:
             return f"the controller {settings['init_from']}" if settings.get("init_from") else "zero"
         raise DataError(f"{path}: the saved run started its CMA mean from {start(saved)}, this run from "
                         f"{start(expected)} (--init_controller); use --new_model to start over")
-    for key, value in expected.items():
+    for key in [*expected, *(k for k in _RECORDED_WHEN_USED if k not in expected)]:
         if key == "whole_episodes_from":
             continue
-        if saved.get(key) != value:
-            raise DataError(f"{path}: the saved run has {key}={saved.get(key)!r}, this run needs {key}={value!r}; "
+        default = _RECORDED_WHEN_USED.get(key)
+        was, wants = saved.get(key, default), expected.get(key, default)
+        if was != wants:
+            raise DataError(f"{path}: the saved run has {key}={was!r}, this run needs {key}={wants!r}; "
                             "use --new_model to start over")
-    if saved.get("ensemble", 1) != expected.get("ensemble", 1):  # recorded only when > 1, so checked both ways
-        raise DataError(f"{path}: the saved run trained in a dream of {saved.get('ensemble', 1)} M(s), this run "
-                        f"has {expected.get('ensemble', 1)} (--ensemble); use --new_model to start over")
     if first_whole(saved) != first_whole(expected):
         raise DataError(f"{path}: generations 1-{generation} were played with whole_episodes_from="
                         f"{saved.get('whole_episodes_from', 0)}; --whole_episodes_from may only change generations "

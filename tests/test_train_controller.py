@@ -219,6 +219,7 @@ def test_missing_models_are_one_line_errors(tmp_path):
 
 
 def test_whole_episodes_from_ends_the_early_stop_and_may_move_only_for_unplayed_generations(tmp_path):
+    """Also: a resume that drops the early stop is refused, though a run without it records no such key."""
     run = make_tiny_world(tmp_path / "run", env="carracing")
     real = ["--logdir", run, "--mode", "real", "--pop_size", 4, "--num_rollouts", 2, "--max_steps", 40,
             "--eval_every", 10, "--eval_episodes", 2, "--workers", 1, "--stop_after_negative", 3]
@@ -233,6 +234,8 @@ def test_whole_episodes_from_ends_the_early_stop_and_may_move_only_for_unplayed_
     assert_one_line_error(kept, "whole_episodes_from=3")
     no_stop = run_cli("05_train_controller.py", *real[:-2], "--whole_episodes_from", 2, check=False)
     assert_one_line_error(no_stop, "--whole_episodes_from 2", "--stop_after_negative")
+    dropped = run_cli("05_train_controller.py", *real[:-2], "--max_generations", 4, check=False)
+    assert_one_line_error(dropped, "stop_after_negative=3", "stop_after_negative=0")  # recorded only when used
 
 
 def test_ensemble_dream_is_recorded_and_resumes_only_with_the_same_members(tmp_path):
