@@ -16,7 +16,6 @@ generation committed and the rerun redoes the one that was cut short, writing th
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import time
@@ -41,6 +40,7 @@ from control.evaluate import load_controller
 from control.real import ENVS_PER_WORKER, agent_episodes, init_worker
 from control.world import WorldPaths, best_or_last, load_world
 from envs.dream import WorldModel, rollout_population
+from models.loading import weights_sha256
 
 STATE_FILE = "es_state.npz"
 OLD_STATE_FILE = "es_state.pkl"  # pickled by versions before 2026-12; no longer loaded
@@ -143,14 +143,9 @@ def _controller_record(world: WorldModel, config: ControllerTrainConfig, env: st
               "temperature": config.temperature, "done_mode": config.done_mode, **config.identity()}
     if world.members:  # recorded only when used, so runs from before ensembles resume
         record["ensemble"] = 1 + len(world.members)
-    if x0 is not None:  # likewise; the digest, not the path, so a moved file still resumes
-        record["init_from"] = params_digest(x0)
+    if x0 is not None:  # likewise; the weights' hash, not the path, so a moved file still resumes
+        record["init_from"] = weights_sha256({"params": torch.from_numpy(x0)})
     return record
-
-
-def params_digest(params: np.ndarray) -> str:
-    """A short name for a parameter vector: equal digests, equal starting points."""
-    return hashlib.sha256(np.ascontiguousarray(params, np.float64).tobytes()).hexdigest()[:16]
 
 
 def train_controller(config: ControllerTrainConfig, paths: WorldPaths, out_dir: Path, env_kwargs: dict,

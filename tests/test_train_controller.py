@@ -18,7 +18,7 @@ from common.checkpoints import load_checkpoint, save_checkpoint
 from common.csvlog import read_csv
 from control.cmaes import CMAES
 from control.real import ENVS_PER_WORKER, task_chunks
-from control.train import params_digest
+from models.loading import weights_sha256
 
 SMALL = ["--pop_size", 6, "--num_rollouts", 3, "--max_steps", 60, "--eval_every", 2, "--eval_episodes", 16,
          "--calibration_episodes", 0]  # the pre-flight check has its own tests (test_calibration)
@@ -262,7 +262,8 @@ def test_init_controller_starts_the_cma_mean_at_its_parameters_and_resumes_only_
               "--init_controller", start)
     es, _ = CMAES.load(out / "es_state.npz")
     assert np.array_equal(es.x0, params) and params.any()
-    assert load_checkpoint(out / "last.pt", "controller")["config"]["init_from"] == params_digest(params)
+    assert load_checkpoint(out / "last.pt", "controller")["config"]["init_from"] == weights_sha256(
+        {"params": torch.from_numpy(params)})
     result = run_cli("05_train_controller.py", "--logdir", run, "--savefolder", out, *SMALL, "--max_generations", 2,
                      check=False)
     assert_one_line_error(result, "started its CMA mean from the controller", "--init_controller")
