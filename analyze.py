@@ -104,7 +104,10 @@ def build_parser() -> tuple[ArgumentParser, dict[str, ArgumentParser]]:
                    help="noop: action 0 every step; episode: the episode's own actions (then 0)")
     s.add_argument("--gif", action="store_true", help="also write committed.gif (all rows side by side)")
 
-    add("training", "loss curves of V and M and CMA-ES progress of C from their CSV logs -> training_*.png")
+    s = add("training", "loss curves of V and M and CMA-ES progress of C from their CSV logs -> training_*.png")
+    s.add_argument("--compare", type=Path, nargs="+", default=[], metavar="RUN",
+                   help="other CarRacing run folders (e.g. a second training seed) whose CMA-ES curves join "
+                        "--logdir's on the chart against the reference")
 
     s = add("temperature", "score the controller in the dream at each temperature and once in the real env "
                            "-> temperature.png/.csv. Unlike the paper's Table 2 (one controller trained per "
@@ -181,7 +184,7 @@ def run(what: str, args: argparse.Namespace) -> list[Path]:
                          args.seed, device, gif=args.gif, **models)
     if what == "training":
         from analysis.training import training
-        return training(logdir, out)
+        return training(logdir, out, getattr(args, "compare", []))
     if what == "calibration":
         from analysis.calibration import calibration
         return calibration(logdir, out, args.episodes, args.temperature, args.max_steps, args.seed, args.workers,

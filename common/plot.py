@@ -10,7 +10,8 @@ from PIL import Image, ImageDraw, ImageFont
 
 from common.atomic import atomic_path
 
-PALETTE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75)]
+PALETTE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
+           (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207)]
 
 
 def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:

@@ -139,6 +139,14 @@ def test_carracing_controller_curve_is_drawn_beside_the_references_by_frames(wor
     assert path is not None and Image.open(path).size == (900, 480)
     assert controller_against_reference(world_dir, tmp_path / "doom_figures") is None  # a Doom run: no such chart
 
+    seed1 = tmp_path / "seed1"  # a second training seed, drawn on the same axes
+    log = CsvLog(seed1 / "controller" / "log.csv", ["generation", "mean_fitness", "eval_score", "frames"])
+    log.append({"generation": 1, "mean_fitness": 10.0, "eval_score": 40.0, "frames": 90_000_000})
+    run_cli("analyze.py", "training", "--logdir", run, "--compare", seed1)
+    assert Image.open(path).size == (900, 480 + 2 * 14)  # two more curves, two more legend rows
+    assert_one_line_error(run_cli("analyze.py", "training", "--logdir", run, "--compare", world_dir, check=False),
+                          "--compare", "no controller/log.csv with env frames")
+
 
 def test_temperature_table_trains_one_controller_per_tau_and_a_rerun_reuses_everything(world_dir):
     args = ("analyze.py", "temperature-table", "--logdir", world_dir, "--out", "figs", "--temperatures", "1.3,0.5",
