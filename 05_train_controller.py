@@ -28,6 +28,7 @@ from common.errors import UserError
 from common.folders import check_not_file, check_output_dir, ensure_writable_dir
 from common.scalars import require_tensorboard
 from common.workers import WorkerError
+from control.agent import Z_INPUTS
 from control.calibration import data_policy_of, default_check_episodes, preflight
 from control.options import add_done_flag, add_world_flags, check_env_kwargs, real_env_kwargs, world_paths
 from control.real import ENVS_PER_WORKER
@@ -90,6 +91,10 @@ def build_parser() -> ArgumentParser:
                    help="start the CMA-ES mean at this controller's parameters instead of zero, e.g. to go on "
                         "training a dream-trained C in the game (--mode real); it must act on this run's V and M "
                         "(default: zero, as the paper)")
+    p.add_argument("--z_input", choices=sorted(Z_INPUTS), default="sample",
+                   help="real mode: what C and M read from V each step; "
+                        + "; ".join(f"{k}: {v}" for k, v in Z_INPUTS.items())
+                        + ". Saved with the controller, so stage 06 plays it the same way (default: sample)")
     p.add_argument("--device", default="cpu", help=f"dream mode: where the batched dream runs; {DEVICE_HELP}")
     p.add_argument("--calibration_episodes", type=int_in(0, MAX_EPISODES), default=None,
                    help="dream mode, new runs: first score fixed policies (each constant action, the stage-01 "
@@ -122,6 +127,9 @@ def main() -> None:
     if args.ensemble and args.mode != "dream":
         raise UserError(f"--ensemble: shapes the dream, and --mode {args.mode} trains in the game with --mdnrnn "
                         "alone")
+    if args.z_input != "sample" and args.mode != "real":
+        raise UserError(f"--z_input {args.z_input}: what C reads from V in the game (--mode real); in the dream C "
+                        "reads M's samples")
     if args.pop_size * args.num_rollouts > MAX_BATCH:
         raise UserError(f"--pop_size {args.pop_size} x --num_rollouts {args.num_rollouts} = "
                         f"{args.pop_size * args.num_rollouts:,} episodes per generation; at most {MAX_BATCH:,} "
@@ -135,7 +143,7 @@ def main() -> None:
         target_return=args.target_return, seed=args.seed, workers=args.workers,
         worker_timeout=args.worker_timeout, envs_per_worker=args.envs_per_worker,
         stop_after_negative=args.stop_after_negative, whole_episodes_from=args.whole_episodes_from,
-        init_controller=args.init_controller,
+        init_controller=args.init_controller, z_input=args.z_input,
     )
     episodes = default_check_episodes(spec) if args.calibration_episodes is None else args.calibration_episodes
     ensure_writable_dir(out_dir, out_flag)

@@ -37,6 +37,7 @@ from control.evaluate import (
     baseline_label,
     compare_on_common_seeds,
     controller_done_mode,
+    controller_z_input,
     evaluate_dream,
     evaluate_real,
     file_sha256,
@@ -137,7 +138,7 @@ def main() -> None:
     if not args.dream:
         warn_if_seen_in_training(logdir, seeds)
 
-    params, done_mode = None, args.done or "threshold"
+    params, done_mode, z_input = None, args.done or "threshold", "sample"
     path = Path(args.controller) if args.controller else best_or_last(logdir / "controller")
     # (path, sha256) of the controller scored now, or (--random) of the one whose saved scores count
     current = (str(path), file_sha256(path)) if path.is_file() else None
@@ -145,6 +146,7 @@ def main() -> None:
         world = load_world(paths, "cpu", with_vae=not args.dream or args.record is not None)
         params = load_controller(path, spec.name, world.controller.num_params)
         done_mode = args.done or controller_done_mode(path)
+        z_input = controller_z_input(path)
     source = ScoresSource("dream" if args.dream else "real", policy if args.random else "controller",
                           "" if args.random else str(path), "" if args.random else current[1],
                           spec.name, spec.options_to_record(env_kwargs), max_steps,
@@ -154,7 +156,7 @@ def main() -> None:
         if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
             raise UserError("--render needs a display; run under `xvfb-run -a` or use --record FILE.gif")
         score, length = record_real_episode(spec, env_kwargs, paths, params, seeds[0], max_steps, policy, None,
-                                            render_mode="human")
+                                            render_mode="human", z_input=z_input)
         print(f"episode 0 (seed {seeds[0]}): score {score:.1f}, {length} steps")
         return
 
@@ -165,7 +167,7 @@ def main() -> None:
         else:
             result = evaluate_real(spec, env_kwargs, None if args.random else paths, params, seeds, max_steps,
                                    args.workers, args.worker_timeout, policy, progress=not args.no_progress,
-                                   backend=backend, envs_per_worker=args.envs_per_worker)
+                                   backend=backend, envs_per_worker=args.envs_per_worker, z_input=z_input)
     except WorkerError as e:
         raise UserError(str(e)) from None
     print_scores(result)
@@ -177,7 +179,7 @@ def main() -> None:
                                                  args.fps, done_mode)
         else:
             score, length = record_real_episode(spec, env_kwargs, paths, params, seeds[0], max_steps, policy,
-                                                Path(args.record), fps=args.fps)
+                                                Path(args.record), fps=args.fps, z_input=z_input)
         print(f"recorded episode 0 (seed {seeds[0]}, score {score:.1f}, {length} steps) to {args.record}")
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from control.calibration import data_policy_of, run_calibration, write_calibration
-from control.evaluate import controller_done_mode, load_controller
+from control.evaluate import controller_done_mode, controller_z_input, load_controller
 from control.options import env_kwargs_of_run
 from control.world import WorldPaths, best_or_last, load_world
 
@@ -26,13 +26,14 @@ def calibration(logdir: Path, out: Path, episodes: int = 64, temperature: float 
     spec = world.spec
     tau = spec.dream_temperature if temperature is None else temperature
     cap = max_steps or spec.episode_steps(env_kwargs_of_run(logdir))
-    params = None
+    params, z_input = None, "sample"
     if controller and controller_path.exists():
         params = load_controller(controller_path, spec.name, world.controller.num_params)
+        z_input = controller_z_input(controller_path)
     seeds = [seed + i for i in range(episodes)]
     result = run_calibration(world, data_policy_of(logdir, spec), tau, cap, seeds,
                              env_kwargs_of_run(logdir) if real else None, workers, worker_timeout, paths, params,
-                             progress)
+                             progress, z_input=z_input)
     print(f"dream: tau {tau:g}, done rule {done_mode}; {episodes} episodes per policy, seeds {seed}-"
           f"{seed + episodes - 1}")
     print(result.table())

@@ -19,7 +19,7 @@ from common.errors import UserError
 from common.plot import line_chart
 from common.stats import sample_std
 from common.workers import WorkerError
-from control.evaluate import evaluate_dream, evaluate_real, load_controller
+from control.evaluate import controller_z_input, evaluate_dream, evaluate_real, load_controller
 from control.options import env_kwargs_of_run
 from control.world import WorldPaths, best_or_last, load_world
 
@@ -34,7 +34,8 @@ def temperature(logdir: Path, out: Path, temperatures: tuple[float, ...] = PAPER
     paths = WorldPaths.from_logdir(logdir, vae and str(vae), mdnrnn and str(mdnrnn))
     world = load_world(paths, "cpu", with_vae=False)
     spec = world.spec
-    params = load_controller(best_or_last(logdir / "controller"), spec.name, world.controller.num_params)
+    controller = best_or_last(logdir / "controller")
+    params = load_controller(controller, spec.name, world.controller.num_params)
     cap = max_steps or spec.episode_steps(env_kwargs_of_run(logdir))
     rows = []
     for tau in temperatures:
@@ -47,7 +48,8 @@ def temperature(logdir: Path, out: Path, temperatures: tuple[float, ...] = PAPER
         try:
             real = evaluate_real(spec, env_kwargs_of_run(logdir), paths, params,
                                  [seed + i for i in range(real_episodes)], cap, workers,
-                                 worker_timeout, spec.default_policy, progress=progress)
+                                 worker_timeout, spec.default_policy, progress=progress,
+                                 z_input=controller_z_input(controller))
         except WorkerError as e:
             raise UserError(str(e)) from None
         real_mean, real_std = float(real.scores.mean()), sample_std(real.scores)

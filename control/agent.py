@@ -2,6 +2,9 @@
 
 Step order as in the reference (spec §1.1, §6): z_t is a *sample* from V's posterior (not mu), the
 controller sees [z_t, c_t, h_t], and M then advances on (z_t, a_t) so the next step sees the new state.
+`z_input="mean"` uses V's mean instead (as ctallec's reproduction did): V leaves most of z's dimensions
+unused (posterior ~N(0, 1) whatever the frame), and a sample fills those with noise that C must learn to
+ignore.
 The dream (envs/dream.py) follows the same order with z sampled from M instead of V. Given the env, M
 is told the action the env really plays (for bin packing, the best-scoring *valid* level), as in the data.
 
@@ -31,6 +34,8 @@ from models.mdnrnn import MDNRNN
 from models.vae import ConvVAE, frames_to_tensor
 
 BLOCK_ROWS = 8  # rows per V/C/M call; 8 frames encode at ~0.24 ms each on one core against ~0.6 ms alone
+Z_INPUTS = {"sample": "z drawn from V's posterior each step (the reference)",
+            "mean": "V's posterior mean (ctallec's reproduction): no sampling noise in the unused dimensions"}
 
 
 def in_blocks(fn: Callable[..., Any], *tensors: torch.Tensor, block_rows: int = BLOCK_ROWS) -> Any:
@@ -57,8 +62,11 @@ class BatchedAgent:
     """
 
     def __init__(self, spec: EnvSpec, vae: ConvVAE, mdnrnn: MDNRNN, slots: int = 1,
-                 block_rows: int = BLOCK_ROWS) -> None:
+                 block_rows: int = BLOCK_ROWS, z_input: str = "sample") -> None:
+        if z_input not in Z_INPUTS:
+            raise ValueError(f"z_input {z_input!r}: one of {', '.join(Z_INPUTS)}")
         self.spec = spec
+        self.z_input = z_input
         self.block_rows = block_rows
         self.vae = vae.eval()
         self.mdnrnn = mdnrnn.eval()
@@ -89,8 +97,11 @@ class BatchedAgent:
         index = torch.as_tensor(list(slots), dtype=torch.long)
         blocks = self.block_rows
         mu, logvar = in_blocks(self.vae.encode, frames_to_tensor(frames, self.device), block_rows=blocks)
-        eps = torch.cat([torch.randn((1, mu.shape[1]), generator=self.generators[s]) for s in slots])
-        z = mu + torch.exp(logvar / 2) * eps.to(self.device)
+        if self.z_input == "mean":
+            z = mu
+        else:
+            eps = torch.cat([torch.randn((1, mu.shape[1]), generator=self.generators[s]) for s in slots])
+            z = mu + torch.exp(logvar / 2) * eps.to(self.device)
         h, c = self.h[index], self.c[index]
         inputs = controller_inputs(self.config, z, h, c)
         raw = in_blocks(lambda p, x: act(self.config, p, x), self.params[index], inputs, block_rows=blocks)
@@ -110,8 +121,8 @@ class WorldModelAgent:
     """One real-env episode at a time with fixed V, M and controller parameters: a batch of one."""
 
     def __init__(self, spec: EnvSpec, vae: ConvVAE, mdnrnn: MDNRNN, params: np.ndarray | None = None,
-                 env: Any = None, block_rows: int = BLOCK_ROWS) -> None:
-        self.batch = BatchedAgent(spec, vae, mdnrnn, slots=1, block_rows=block_rows)
+                 env: Any = None, block_rows: int = BLOCK_ROWS, z_input: str = "sample") -> None:
+        self.batch = BatchedAgent(spec, vae, mdnrnn, slots=1, block_rows=block_rows, z_input=z_input)
         self.spec, self.vae, self.config = spec, self.batch.vae, self.batch.config
         self.env = env
         self.set_params(np.zeros(self.config.num_params) if params is None else params)

@@ -144,7 +144,7 @@ class Calibration:
 def run_calibration(world: WorldModel, data_policy: str, temperature: float, max_steps: int, seeds: list[int],
                     real_env_kwargs: dict | None, workers: int | None = 1, worker_timeout: float = 600.0,
                     paths: WorldPaths | None = None, params: np.ndarray | None = None,
-                    progress: bool = False, backend: Backend = LOCAL) -> Calibration:
+                    progress: bool = False, backend: Backend = LOCAL, z_input: str = "sample") -> Calibration:
     """Every reference policy (and the controller `params`, if given) in the dream, and in the game unless
     `real_env_kwargs` is None."""
     spec = world.spec
@@ -164,7 +164,7 @@ def run_calibration(world: WorldModel, data_policy: str, temperature: float, max
         real = None
         if real_env_kwargs is not None:
             real = _real(spec, real_env_kwargs, paths, params, seeds, max_steps, workers, worker_timeout,
-                         data_policy, progress, backend)
+                         data_policy, progress, backend, z_input)
         rows.append(CalibrationRow("trained controller", dream, real, trained=True))
     notes = []
     if data_policy in STATE_POLICIES:
@@ -175,10 +175,10 @@ def run_calibration(world: WorldModel, data_policy: str, temperature: float, max
 
 def _real(spec: EnvSpec, env_kwargs: dict, paths: WorldPaths | None, params: np.ndarray | None, seeds: list[int],
           max_steps: int, workers: int | None, timeout: float, policy: str, progress: bool,
-          backend: Backend) -> Scores:
+          backend: Backend, z_input: str = "sample") -> Scores:
     try:
         return evaluate_real(spec, env_kwargs, paths, params, seeds, max_steps, workers, timeout, policy,
-                             progress=progress, backend=backend)
+                             progress=progress, backend=backend, z_input=z_input)
     except WorkerError as e:
         raise UserError(str(e)) from None
 

@@ -18,7 +18,7 @@ import torch
 
 from common.streams import Stream, episode_rng
 from control.agent import WorldModelAgent
-from control.evaluate import load_controller
+from control.evaluate import controller_z_input, load_controller
 from envs.registry import get_spec
 from models.loading import check_same_vae, load_mdnrnn, load_vae
 
@@ -50,7 +50,8 @@ class AgentPolicy:
             mdnrnn, _ = load_mdnrnn(Path(self.mdnrnn), "cpu")
             check_same_vae(vae, Path(self.vae), mdnrnn, Path(self.mdnrnn))
             # unpadded: ~2.5x faster a step, reproducible on its own (same files for any worker count)
-            agent = WorldModelAgent(get_spec(env_name), vae, mdnrnn, block_rows=1)
+            agent = WorldModelAgent(get_spec(env_name), vae, mdnrnn, block_rows=1,
+                                    z_input=controller_z_input(Path(self.controller)))
             agent.set_params(load_controller(Path(self.controller), env_name, agent.config.num_params))
             _WORKER_AGENTS[self] = agent
         agent.env = env  # a cached agent may have been made beside another env of this worker

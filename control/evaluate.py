@@ -152,6 +152,12 @@ def load_controller(path: Path, env: str, num_params: int) -> np.ndarray:
     return params.double().numpy()
 
 
+def controller_z_input(path: Path) -> str:
+    """What the controller read from V when it was trained in the game (control.agent.Z_INPUTS; older and
+    dream-trained controllers: a sample, as the reference)."""
+    return load_checkpoint(path, "controller").get("config", {}).get("z_input", "sample")
+
+
 def controller_done_mode(path: Path) -> str:
     """The dream's done rule the controller was trained with (older checkpoints: the reference's threshold)."""
     return load_checkpoint(path, "controller").get("config", {}).get("done_mode", "threshold")
@@ -168,11 +174,12 @@ def evaluate_dream(paths: WorldPaths, params: np.ndarray, seeds: list[int], temp
 def evaluate_real(spec: EnvSpec, env_kwargs: dict, paths: WorldPaths | None, params: np.ndarray | None,
                   seeds: list[int], max_steps: int, workers: int | None, timeout: float, policy: str,
                   progress: bool = True, backend: Backend = LOCAL,
-                  envs_per_worker: int = ENVS_PER_WORKER) -> Scores:
+                  envs_per_worker: int = ENVS_PER_WORKER, z_input: str = "sample") -> Scores:
     """Real-env episodes on workers (local processes or Ray), each playing `envs_per_worker` at once;
-    params None scores the random `policy` instead. Always whole episodes."""
+    params None scores the random `policy` instead. Always whole episodes. `z_input`: what C and M read
+    from V (the controller's own, `controller_z_input`)."""
     init_args = (spec.name, env_kwargs, backend.ship(paths.vae) if paths else None,
-                 backend.ship(paths.mdnrnn) if paths else None, envs_per_worker)
+                 backend.ship(paths.mdnrnn) if paths else None, envs_per_worker, z_input)
     bar = tqdm(total=len(seeds), unit="ep", desc="episodes", disable=None if progress else True)
     with backend.pool(workers, init_worker, init_args, task_timeout=timeout) as pool:
         if params is None:
@@ -196,7 +203,7 @@ def baseline_label(policy: str) -> str:
 
 def record_real_episode(spec: EnvSpec, env_kwargs: dict, paths: WorldPaths | None, params: np.ndarray | None,
                         seed: int, max_steps: int, policy: str, out: Path | None, render_mode: str | None = None,
-                        fps: float = 30.0) -> tuple[float, int]:
+                        fps: float = 30.0, z_input: str = "sample") -> tuple[float, int]:
     """Play one real episode in-process (for a window or a video); with `out`, save
     [full-size frame (when the env shows one) | 64x64 input | V's reconstruction of the z the controller saw]
     per step."""
@@ -210,7 +217,7 @@ def record_real_episode(spec: EnvSpec, env_kwargs: dict, paths: WorldPaths | Non
             choose, agent = random_chooser(env, policy, seed), None
         else:
             world = load_world(paths, "cpu")
-            agent = WorldModelAgent(spec, world.vae, world.mdnrnn, params, env=env)
+            agent = WorldModelAgent(spec, world.vae, world.mdnrnn, params, env=env, z_input=z_input)
             agent.reset(seed)
             choose = agent.act
 

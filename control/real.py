@@ -154,7 +154,7 @@ _WORKER: dict[str, Any] = {}
 
 
 def init_worker(env_name: str, env_kwargs: dict, vae: str | ShippedFile | None,
-                mdnrnn: str | ShippedFile | None, slots: int = 1) -> None:
+                mdnrnn: str | ShippedFile | None, slots: int = 1, z_input: str = "sample") -> None:
     """Pool initializer: V and M per worker process, all on CPU with one thread; `slots` envs made on demand.
 
     V and M come as paths (local backend) or as the files' bytes (Ray: the node may not see our disk).
@@ -167,7 +167,7 @@ def init_worker(env_name: str, env_kwargs: dict, vae: str | ShippedFile | None,
         vae, _ = load_vae(vae_path, "cpu")
         mdnrnn, _ = load_mdnrnn(mdnrnn_path, "cpu")
         check_same_vae(vae, vae_path, mdnrnn, mdnrnn_path)
-        _WORKER["agent"] = BatchedAgent(spec, vae, mdnrnn, slots)
+        _WORKER["agent"] = BatchedAgent(spec, vae, mdnrnn, slots, z_input=z_input)
 
 
 def _worker_envs(count: int) -> list[gym.Env]:

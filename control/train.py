@@ -68,6 +68,7 @@ class ControllerTrainConfig:
     stop_after_negative: int = 0  # real mode: end a training episode after N steps of negative reward (0 = never)
     whole_episodes_from: int = 0  # with stop_after_negative: generations >= this play whole episodes (0 = never)
     init_controller: str | None = None  # a controller checkpoint whose parameters are the CMA mean at the start
+    z_input: str = "sample"  # real mode: what C and M read from V (control.agent.Z_INPUTS)
 
     def identity(self) -> dict[str, Any]:
         """Settings a resumed run must share with the saved one."""
@@ -77,6 +78,8 @@ class ControllerTrainConfig:
             identity["stop_after_negative"] = self.stop_after_negative
         if self.whole_episodes_from:
             identity["whole_episodes_from"] = self.whole_episodes_from
+        if self.z_input != "sample":  # likewise; stage 06 and play read it from the controller's checkpoint
+            identity["z_input"] = self.z_input
         return identity
 
     def stops_early(self, generation: int) -> bool:
@@ -108,11 +111,11 @@ class RealEvaluator:
 
     def __init__(self, env: str, env_kwargs: dict, paths: WorldPaths, max_steps: int, workers: int | None,
                  timeout: float, backend: Backend = LOCAL, envs_per_worker: int = ENVS_PER_WORKER,
-                 stop_after_negative: int = 0) -> None:
+                 stop_after_negative: int = 0, z_input: str = "sample") -> None:
         self.max_steps, self.slots, self.stop_after_negative = max_steps, envs_per_worker, stop_after_negative
         self.pool = backend.pool(workers, init_worker,
                                  (env, env_kwargs, backend.ship(paths.vae), backend.ship(paths.mdnrnn),
-                                  envs_per_worker),
+                                  envs_per_worker, z_input),
                                  task_timeout=timeout)
 
     def __call__(self, params: np.ndarray, seeds: list[int],
@@ -315,12 +318,13 @@ def _evaluator(config: ControllerTrainConfig, world: WorldModel, paths: WorldPat
     if config.mode == "dream":
         return DreamEvaluator(world, config.temperature, config.max_steps)
     return RealEvaluator(world.spec.name, env_kwargs, paths, config.max_steps, config.workers, config.worker_timeout,
-                         backend, config.envs_per_worker, config.stop_after_negative)
+                         backend, config.envs_per_worker, config.stop_after_negative, config.z_input)
 
 
 # Settings a record holds only when they differ from these defaults (so runs saved before them still resume);
 # a resume compares them both ways, with the default standing in for a missing entry.
-_RECORDED_WHEN_USED: dict[str, Any] = {"stop_after_negative": 0, "ensemble": 1, "init_from": None}
+_RECORDED_WHEN_USED: dict[str, Any] = {"stop_after_negative": 0, "ensemble": 1, "init_from": None,
+                                        "z_input": "sample"}
 
 
 def _check_same_run(path: Path, saved: Any, record: dict[str, Any], generation: int) -> None:

@@ -19,7 +19,7 @@ from control.real import Episode, agent_episodes, init_worker, play_agent_episod
 from control.world import WorldPaths, load_world
 from envs import get_spec
 from models.mdnrnn import MDNRNN
-from models.vae import ConvVAE
+from models.vae import ConvVAE, frames_to_tensor
 
 SEEDS = [3, 7, 11, 12, 40]
 STEPS = 40
@@ -34,10 +34,11 @@ def car_world(tmp_path_factory):
     return paths, world, params
 
 
-def alone(world, params: np.ndarray, seed: int, max_steps: int) -> tuple[Episode, list[float]]:
+def alone(world, params: np.ndarray, seed: int, max_steps: int,
+          z_input: str = "sample") -> tuple[Episode, list[float]]:
     """One episode with the one-episode agent, in this process; also its rewards step by step."""
     env = get_spec("carracing").create()
-    agent = WorldModelAgent(world.spec, world.vae, world.mdnrnn, params, env=env)
+    agent = WorldModelAgent(world.spec, world.vae, world.mdnrnn, params, env=env, z_input=z_input)
     agent.reset(seed)
     rewards: list[float] = []
     try:
@@ -156,6 +157,35 @@ def test_negative_reward_rule_ends_training_episodes_where_the_whole_episode_had
         else:
             assert episode.stopped and episode.length == end
             assert episode.score == pytest.approx(sum(rewards[:end]), abs=1e-9)
+
+
+def test_z_input_mean_feeds_v_means_to_c_and_m_in_this_process_and_in_the_workers(car_world):
+    paths, world, params = car_world
+    logs = {}
+    for z_input in ("mean", "sample"):
+        env = ActionLog(world.spec.create())
+        agent = WorldModelAgent(world.spec, world.vae, world.mdnrnn, params[1], env=env, z_input=z_input)
+        agent.reset(SEEDS[0])
+        seen = []
+        try:
+            run_episode(env, lambda frame, seen=seen, agent=agent: seen.append(frame) or agent.act(frame),
+                        SEEDS[0], STEPS)
+        finally:
+            env.close()
+        logs[z_input] = env.episodes[SEEDS[0]]
+        with torch.no_grad():
+            mu, _ = world.vae.encode(frames_to_tensor(seen[-1][None]))
+        assert torch.allclose(agent.z, mu, atol=1e-5) == (z_input == "mean")
+    assert not all(np.array_equal(a, b) for a, b in zip(logs["mean"], logs["sample"]))
+
+    seeds, steps = SEEDS[:2], 200  # long enough for the two inputs to reach different tiles
+    scores = evaluate_real(world.spec, {}, paths, params[1], seeds, steps, 1, 120.0, "brownian", progress=False,
+                           z_input="mean")
+    mean_alone = [alone(world, params[1], seed, steps, z_input="mean")[0].score for seed in seeds]
+    assert scores.scores.tolist() == mean_alone
+    assert mean_alone != [alone(world, params[1], seed, steps)[0].score for seed in seeds]
+    with pytest.raises(ValueError, match="z_input 'mu'"):
+        BatchedAgent(world.spec, world.vae, world.mdnrnn, z_input="mu")
 
 
 def test_tasks_cover_every_episode_once_in_even_rounds():

@@ -18,6 +18,7 @@ from common.checkpoints import load_checkpoint, save_checkpoint
 from common.csvlog import read_csv
 from control.cmaes import CMAES
 from control.real import ENVS_PER_WORKER, task_chunks
+from envs import get_spec
 from models.loading import weights_sha256
 
 SMALL = ["--pop_size", 6, "--num_rollouts", 3, "--max_steps", 60, "--eval_every", 2, "--eval_episodes", 16,
@@ -281,3 +282,35 @@ def test_init_controller_starts_the_cma_mean_at_its_parameters_and_resumes_only_
     result = run_cli("05_train_controller.py", "--logdir", run, "--savefolder", run / "other", *SMALL,
                      "--init_controller", wrong, check=False)
     assert_one_line_error(result, "7 params", "other models")
+
+
+def test_z_input_mean_is_recorded_resumes_only_with_it_and_stage_06_plays_it(tmp_path):
+    run = make_tiny_world(tmp_path / "run", env="carracing", policy="brownian")
+    real = ["--logdir", run, "--mode", "real", "--pop_size", 4, "--num_rollouts", 2, "--max_steps", 20,
+            "--eval_every", 10, "--eval_episodes", 2, "--workers", 1]
+    run_stage("05_train_controller.py", *real, "--max_generations", 1, "--z_input", "mean")
+    trained = load_checkpoint(run / "controller" / "last.pt", "controller")
+    assert trained["config"]["z_input"] == "mean"
+    assert_one_line_error(run_cli("05_train_controller.py", *real, "--max_generations", 2, check=False),
+                          "z_input='mean'", "z_input='sample'")
+    dream = run_cli("05_train_controller.py", "--logdir", run, "--savefolder", run / "dream", *SMALL,
+                    "--z_input", "mean", check=False)
+    assert_one_line_error(dream, "--z_input mean", "--mode real")
+
+    # stage 06 plays a controller the way it was trained: one that acts enough for V's noise to change its
+    # scores, saved with and without the record
+    from control.evaluate import evaluate_real
+    from control.world import WorldPaths
+
+    params = torch.from_numpy(np.random.default_rng(0).normal(size=trained["model"]["params"].numel()))
+    scored = {}
+    for z_input in ("mean", "sample"):
+        path = run / z_input / "best.pt"
+        save_checkpoint(path, "controller", {**trained["config"], "z_input": z_input}, {"params": params.float()})
+        run_stage("06_test_controller.py", "--logdir", run, "--controller", path, "--episodes", 2, "--max_steps", 200,
+                  "--workers", 1)
+        scored[z_input] = [float(r["score"]) for r in read_csv(run / "scores" / f"real_controller_{z_input}.csv")]
+        direct = evaluate_real(get_spec("carracing"), {}, WorldPaths.from_logdir(run), params.float().numpy(),
+                               [0, 1], 200, 1, 120.0, "brownian", progress=False, z_input=z_input)
+        assert scored[z_input] == [float(f"{x:g}") for x in direct.scores]  # as the file writes them
+    assert scored["mean"] != scored["sample"]
