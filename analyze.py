@@ -28,7 +28,7 @@ from common.device import DEVICE_HELP, resolve_device
 from common.errors import UserError
 from common.folders import ensure_writable_dir, require_dir
 
-ANALYSES = ["reconstructions", "dream-vs-real", "mixture-weights", "committed", "training", "temperature",
+ANALYSES = ["reconstructions", "latents", "dream-vs-real", "mixture-weights", "committed", "training", "temperature",
             "calibration"]
 
 
@@ -66,6 +66,10 @@ def build_parser() -> tuple[ArgumentParser, dict[str, ArgumentParser]]:
     s = add("reconstructions", "real frames vs V's reconstructions, plus frames decoded from z ~ N(0, I) "
                                "-> reconstructions.png")
     s.add_argument("--count", type=int_in(1, 256), default=8, help="frames (columns) to show")
+
+    s = add("latents", "which of z's dimensions V uses: per dimension, the mean posterior std and the spread of mu "
+                       "over frames of the rollouts -> latents.png/.csv")
+    s.add_argument("--frames", type=int_in(1, 100_000), default=1000, help="frames drawn from the rollouts")
 
     s = add("dream-vs-real", "warm M up on a real episode, then let it dream open-loop with the episode's actions; "
                              "real | V recon | dream | error -> dream_vs_real.png/.gif, latent error curve -> "
@@ -170,6 +174,9 @@ def run(what: str, args: argparse.Namespace) -> list[Path]:
     if what == "reconstructions":
         from analysis.reconstructions import reconstructions
         return reconstructions(logdir, out, args.count, args.seed, device, vae=models["vae"])
+    if what == "latents":
+        from analysis.latents import latents
+        return latents(logdir, out, args.frames, args.seed, device, vae=models["vae"])
     if what == "dream-vs-real":
         from analysis.dream_vs_real import dream_vs_real
         return dream_vs_real(logdir, out, args.episode, args.warmup, args.steps, args.temperature, args.every,

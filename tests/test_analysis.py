@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import shutil
 from pathlib import Path
 
@@ -15,8 +16,9 @@ from analysis.images import LABEL_WIDTH
 from common.checkpoints import load_checkpoint, save_checkpoint
 from common.csvlog import CsvLog, read_csv
 from control.world import WorldPaths, load_world
+from models.vae import ConvVAE
 from tests.conftest import assert_one_line_error, run_cli, run_stage
-from tests.world_fixture import make_tiny_world
+from tests.world_fixture import Z_SIZE, make_tiny_world
 
 
 @pytest.fixture(scope="module")
@@ -75,6 +77,21 @@ def test_picture_analyses_write_images(world_dir):
     for name in ("training_vae.png", "training_mdnrnn.png", "training_controller.png"):
         assert _image(out / name).size == (820, 440)
         assert name in result.stdout
+
+
+def test_latents_names_the_dimensions_v_uses(world_dir, tmp_path):
+    vae = ConvVAE(Z_SIZE)  # posterior std 0.1 in dimensions 0-2 for every frame, the prior's 1.0 elsewhere
+    with torch.no_grad():
+        vae.fc_logvar.weight.zero_()
+        vae.fc_logvar.bias.copy_(torch.tensor([2 * math.log(0.1)] * 3 + [0.0] * (Z_SIZE - 3)))
+    path = tmp_path / "vae.pt"
+    save_checkpoint(path, "vae", {"env": "doom", "z_size": Z_SIZE}, vae)
+    result = run_cli("analyze.py", "latents", "--logdir", world_dir, "--out", "figs", "--vae", path, "--frames", 20)
+    rows = read_csv(Path("figs/latents.csv"))
+    assert [r["used"] for r in rows] == ["1"] * 3 + ["0"] * (Z_SIZE - 3)
+    assert [float(r["posterior_std"]) for r in rows] == pytest.approx([0.1] * 3 + [1.0] * (Z_SIZE - 3), abs=1e-4)
+    assert f"V uses 3 of its {Z_SIZE} dimensions over 20 frames" in result.stdout
+    assert _image(Path("figs/latents.png")).size[1] == 420
 
 
 def test_committed_dream_uses_only_the_forced_component(world_dir):
