@@ -60,10 +60,10 @@ demo: setup
 cpu-recipe: setup
 	$(PY) run_all.py --env doom --preset cpu --seed $(SEED) --logdir $(CPU_RUN) --device cpu
 
-# CarRacing on a 2-core machine (docs/carracing.md; ~3 h 15 min, from r1's per-generation times): 400 brownian
-# episodes, V, M, CMA-ES in the real game for 60 generations (the first 40 cut training episodes after 20
-# steps without a new tile, the rest play them whole), then the controller and the random policy on
-# test seeds 0-99 with the Welch line. Each stage's time goes to $(CAR_RUN)/timings.csv; rerun to continue.
+# CarRacing on a 2-core machine (docs/carracing.md; ~2 h 20 min alone, seed 0): 400 brownian episodes, V, M,
+# CMA-ES in the real game for 25 generations on V's mean (the first 14 cut training episodes after 20 steps
+# without a new tile, the rest play them whole), then the best-evaluated controller and the random policy on test
+# seeds 0-99 with the Welch line. Each stage's time goes to $(CAR_RUN)/timings.csv; rerun to continue.
 carracing: setup
 	$(PY) run_all.py --env carracing --preset cpu --seed $(SEED) --logdir $(CAR_RUN) --device cpu
 
