@@ -60,7 +60,7 @@ demo: setup
 cpu-recipe: setup
 	$(PY) run_all.py --env doom --preset cpu --seed $(SEED) --logdir $(CPU_RUN) --device cpu
 
-# CarRacing on a 2-core machine (docs/carracing.md; ~2 h 20 min alone, seed 0): 400 brownian episodes, V, M,
+# CarRacing on a 2-core machine (docs/carracing.md; ~2 h 22 min alone, seed 0): 400 brownian episodes, V, M,
 # CMA-ES in the real game for 25 generations on V's mean (the first 14 cut training episodes after 20 steps
 # without a new tile, the rest play them whole), then the best-evaluated controller and the random policy on test
 # seeds 0-99 with the Welch line. Each stage's time goes to $(CAR_RUN)/timings.csv; rerun to continue.
