@@ -17,13 +17,12 @@ import gymnasium as gym
 import numpy as np
 
 from common.errors import UserError
-from envs import binpacking, carracing
+from envs import binpacking
 from envs.binpacking_image import MAX_CAPACITY as BINPACKING_MAX_CAPACITY
 from envs.doom import MAX_EPISODE_STEPS as DOOM_MAX_STEPS
 from envs.doom import DoomTakeCoverEnv
 from envs.pixels import PixelEnv, UnsupportedEnvError
 
-CARRACING_ID = carracing.FAST_ID  # CarRacing-v3 with a faster renderer, bit-identical frames (envs/carracing.py)
 CARRACING_CROP_ROWS = (0, 84)  # drop the 12-row dashboard of the 96x96 frame
 CARRACING_MAX_STEPS = 1000
 
@@ -106,7 +105,13 @@ def _make_doom(render_mode: str | None = None, **kwargs: Any) -> gym.Env:
 
 
 def _make_carracing(render_mode: str | None = None, **kwargs: Any) -> gym.Env:
-    return PixelEnv(CARRACING_ID, render_mode=render_mode, crop_rows=CARRACING_CROP_ROWS,
+    # Imported here, not at the top: Doom and bin packing run without Box2D and pygame-ce.
+    try:
+        from envs.carracing import FAST_ID  # CarRacing-v3 with a faster renderer, bit-identical frames
+    except ImportError as e:
+        raise UserError(f"env carracing needs Box2D and pygame-ce, which did not import ({e}); install them "
+                        "with: pip install 'gymnasium[box2d]' pygame-ce") from e
+    return PixelEnv(FAST_ID, render_mode=render_mode, crop_rows=CARRACING_CROP_ROWS,
                     max_episode_steps=CARRACING_MAX_STEPS, **kwargs)
 
 

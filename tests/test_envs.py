@@ -149,6 +149,35 @@ def test_unknown_and_non_image_envs_are_user_errors():
         make_env("doom", resolution="1x1")
 
 
+_WITHOUT_BOX2D = """
+import sys
+sys.modules["Box2D"] = sys.modules["pygame"] = None  # as if neither were installed
+from common.errors import UserError
+from envs import make_env
+env = make_env("doom")
+obs, _ = env.reset(seed=0)
+assert obs.shape == (64, 64, 3), obs.shape
+env.close()
+try:
+    make_env("carracing")
+except UserError as e:
+    print("USER ERROR:", e)
+"""
+
+
+def test_doom_runs_without_box2d_and_carracing_says_what_is_missing():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    result = subprocess.run([sys.executable, "-c", _WITHOUT_BOX2D], cwd=root, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "USER ERROR: env carracing needs Box2D and pygame-ce" in result.stdout
+    assert "pip install 'gymnasium[box2d]' pygame-ce" in result.stdout
+
+
 def _max_redness(screen_flashes: bool, seed: int = 3) -> float:
     from envs.doom import DoomTakeCoverEnv
 
