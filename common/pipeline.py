@@ -90,17 +90,15 @@ def _doom(preset: str) -> Recipe:
         # one round of stage 07 at C's size: M sees where the dream-trained C goes (docs/notebook.md, R3-07)
         rounds = ("--rounds", "1", "--episodes", "200", "--mdnrnn_epochs", "10", "--generations", "30",
                   "--eval_every", "10", "--calibration_episodes", "32")
-    elif preset == "demo":  # `make demo`: the CPU recipe's data at a third of its cost, and its round (notebook D13)
-        data = ("doom", "--total_episodes", "1000", "--policy", "sticky_mixed")
+    elif preset == "demo":  # `make demo`: 2,000 episodes, a small V and M, C in the dream (notebook D15)
+        # on 1,000 episodes the dream-trained C was a lottery even after a round (D7-D14, D15's first run);
+        # 2,000 episodes with M's steps unchanged won at every size tried (R5-R8)
+        data = ("doom", "--total_episodes", "2000", "--policy", "sticky_mixed")
         vae = ("--epochs", "1", "--max_frames", "60000", "--lr", "0.001")
-        mdn = ("--epochs", "30", "--batch_size", "16", "--hidden", "256")
+        mdn = ("--epochs", "15", "--batch_size", "16", "--hidden", "256")
         ctrl = ("--pop_size", "32", "--num_rollouts", "16", "--max_generations", "10", "--eval_every", "5",
                 "--eval_episodes", "256")
         episodes = ("100",)
-        # the dream-trained C alone is a lottery at this size (D7-D11); its round closes the holes it finds
-        rounds = ("--rounds", "1", "--episodes", "150", "--mdnrnn_epochs", "10", "--generations", "10",
-                  "--eval_every", "5", "--calibration_episodes", "16")
-        score_first = False  # the round's controller is the demo's result
     else:  # tiny
         data = ("doom", "--total_episodes", "12", "--max_steps", "80", "--policy", "sticky_mixed")
         vae = ("--epochs", "1", "--max_frames", "400", "--batch_size", "32")
