@@ -48,8 +48,8 @@ $(VENV)/.installed-optional: requirements-optional.txt requirements-ray.txt $(VE
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-optional.txt
 	touch $@
 
-# Doom, small: the six stages (run_all.py, preset "demo") and one round of stage 07, the round's controller and the
-# random policy on the same 100 real test seeds with the Welch line (docs/doom.md); rerun to continue.
+# Doom, small: the six stages (run_all.py, preset "demo": 2,000 episodes, a small V and M, C in the dream), the
+# controller and the random policy on the same 100 real test seeds with the Welch line (docs/doom.md); rerun to continue.
 demo: setup
 	$(PY) run_all.py --env doom --preset demo --seed $(SEED) --logdir $(RUN) --device cpu
 

@@ -61,7 +61,6 @@ class Recipe:
 
     `rounds`: stage 07's flags (with `--rounds N`) when the recipe ends in iterative training: then its last
     round's controller is scored too, on the same test seeds, against the same random scores.
-    `score_first`: whether stage 05's controller is scored as well when rounds follow (the demo saves that time).
     """
     data: tuple[str, ...]
     vae: tuple[str, ...]
@@ -69,12 +68,10 @@ class Recipe:
     ctrl: tuple[str, ...]
     episodes: tuple[str, ...]
     rounds: tuple[str, ...] = ()
-    score_first: bool = True
 
 
 def _doom(preset: str) -> Recipe:
     rounds: tuple[str, ...] = ()  # no stage 07
-    score_first = True
     if preset == "paper":  # the reference's Doom recipe at its scale, with what the CPU recipe taught (sticky_mixed)
         data = ("doom", "--total_episodes", "10000", "--min_length", "100", "--policy", "sticky_mixed")
         vae, mdn = ("--epochs", "10"), ("--epochs", "400")
@@ -108,7 +105,7 @@ def _doom(preset: str) -> Recipe:
         episodes = ("4", "--max_steps", "50")
         rounds = ("--rounds", "1", "--episodes", "4", "--mdnrnn_epochs", "1", "--generations", "2",
                   "--eval_every", "2", "--eval_episodes", "4", "--calibration_episodes", "0")
-    return Recipe(data, vae, mdn, ("--mode", "dream", *ctrl), episodes, rounds, score_first)
+    return Recipe(data, vae, mdn, ("--mode", "dream", *ctrl), episodes, rounds)
 
 
 def _carracing(preset: str) -> Recipe:
@@ -144,15 +141,13 @@ def _stages(recipe: Recipe, seed: int) -> list[Stage]:
     vae, mdn, ctrl = ((*flags, "--seed", str(seed)) for flags in (recipe.vae, recipe.mdn, recipe.ctrl))
     run, dev = ("--logdir", "{logdir}"), ("--device", "{device}")
     scoring = (*run, "--episodes", *recipe.episodes, "--no_progress")
-    scores_first = recipe.score_first or not recipe.rounds  # without rounds stage 05's controller is the result
-    first = [Stage("06_controller", "06_test_controller.py", scoring)] if scores_first else []
     stages = [
         Stage("01_data", "01_generate_data.py", (*data, *run, "--no_progress")),
         Stage("02_vae", "02_train_vae.py", (*run, *vae, *dev, "--no_progress")),
         Stage("03_series", "03_generate_rnn_data.py", (*run, *dev, "--no_progress")),
         Stage("04_mdnrnn", "04_train_mdnrnn.py", (*run, *mdn, *dev, "--no_progress")),
         Stage("05_controller", "05_train_controller.py", (*run, *ctrl, *dev, "--no_progress")),
-        *first,
+        Stage("06_controller", "06_test_controller.py", scoring),
         Stage("06_random", "06_test_controller.py", (*scoring, "--random")),
     ]
     if recipe.rounds:  # stage 07 (its own real scores left to stage 06), then stage 06 on its last round's C and M

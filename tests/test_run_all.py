@@ -55,20 +55,21 @@ def test_a_second_training_seed_changes_every_training_seed_and_no_test_seed():
     assert "--whole_episodes_from" in cpu[4]  # the early stop ends before the last generations
     changed = [a != b for a, b in zip(cpu, other)]
     assert changed == [True, True, False, True, True, False, False]  # 01, 02, 04, 05; 03 has none; 06 = test
-    # the Doom recipes take their seeds the same way; the CPU recipe and the demo then end in a round of stage 07
-    # (its episodes moved by the seed) and score its controller (the demo scores only that one, beside random
-    # play); the paper preset does not
-    for recipe, first in (("cpu", ["06_controller"]), ("demo", [])):
-        names = [s.name for s in stages("doom", recipe)]
-        assert names == ["01_data", "02_vae", "03_series", "04_mdnrnn", "05_controller", *first, "06_random",
-                         "07_rounds", "06_round"]
-        doom, other = ({n: s.args for n, s in zip(names, stages("doom", recipe, seed=seed), strict=True)}
-                       for seed in (0, 1))
-        assert [doom[n] != other[n] for n in names[:5]] == changed[:5] and doom["06_random"] == other["06_random"]
-        assert int(dict(zip(doom["01_data"], doom["01_data"][1:]))["--seed"]) >= 1_000_000 + 1024
-        assert [run["07_rounds"][run["07_rounds"].index("--seed") + 1] for run in (doom, other)] == ["0", "1"]
-        assert other["06_round"] == doom["06_round"]
-        assert "iterate/round_1/controller/best.pt" in " ".join(doom["06_round"])
+    # the Doom recipes take their seeds the same way; the CPU recipe then ends in a round of stage 07 (its
+    # episodes moved by the seed) and scores its controller; the demo and the paper preset do not
+    demo = [s.args for s in stages("doom", "demo")]
+    assert [a != b for a, b in zip(demo, [s.args for s in stages("doom", "demo", seed=1)])] == changed
+    assert int(dict(zip(demo[0], demo[0][1:]))["--seed"]) >= 1_000_000 + 1024
+    names = [s.name for s in stages("doom", "cpu")]
+    assert names == ["01_data", "02_vae", "03_series", "04_mdnrnn", "05_controller", "06_controller",
+                     "06_random", "07_rounds", "06_round"]
+    doom, other = ({n: s.args for n, s in zip(names, stages("doom", "cpu", seed=seed), strict=True)}
+                   for seed in (0, 1))
+    assert [doom[n] != other[n] for n in names[:5]] == changed[:5] and doom["06_random"] == other["06_random"]
+    assert int(dict(zip(doom["01_data"], doom["01_data"][1:]))["--seed"]) >= 1_000_000 + 1024
+    assert [run["07_rounds"][run["07_rounds"].index("--seed") + 1] for run in (doom, other)] == ["0", "1"]
+    assert other["06_round"] == doom["06_round"]
+    assert "iterate/round_1/controller/best.pt" in " ".join(doom["06_round"])
     assert len(stages("doom", "paper")) == 7
     assert_one_line_error(run_stage("run_all.py", "--env", "carracing", "--preset", "demo", check=False),
                           "--preset demo")
