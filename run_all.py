@@ -24,7 +24,8 @@ def build_parser() -> ArgumentParser:
                         "C pop 64 x 16 for 200 generations; hours, meant for a GPU box); cpu = the recipe for a "
                         "2-core machine (doom: `make cpu-recipe`, ending in a round of stage 07; carracing: about "
                         "2 h 30 min, `make carracing`); demo = doom, small (2,000 episodes, a small V and M, "
-                        "C in the dream), ~17 minutes on a slow 2-core machine (`make demo`); tiny = every stage in a minute or two, to check a machine")
+                        "C in the dream), ~20 minutes on a slow 2-core machine (`make demo`); tiny = every stage "
+                        "in a minute or two, to check a machine")
     p.add_argument("--seed", type=int_in(0, MAX_TRAINING_SEED), default=0,
                    help="training seed of every stage (data, V, M, C, stage 07's episodes); the test episodes stay the "
                         "same")
