@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -11,6 +15,7 @@ from common.errors import UserError
 from envs import get_spec, make_env
 from envs.doom import DoomTakeCoverEnv, doom_action_index
 from envs.pixels import ActionAdapter
+from tests.conftest import ROOT
 
 
 def rollout(env, seed, actions):
@@ -166,13 +171,9 @@ except UserError as e:
 
 
 def test_doom_runs_without_box2d_and_carracing_says_what_is_missing():
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[1]
-    result = subprocess.run([sys.executable, "-c", _WITHOUT_BOX2D], cwd=root, capture_output=True, text=True,
-                            timeout=120)
+    # a fresh interpreter, so the blocked imports are the first; it runs in the test's scratch folder
+    result = subprocess.run([sys.executable, "-c", _WITHOUT_BOX2D], capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert result.returncode == 0, result.stderr
     assert "USER ERROR: env carracing needs Box2D and pygame-ce" in result.stdout
     assert "pip install 'gymnasium[box2d]' pygame-ce" in result.stdout
